@@ -1,0 +1,67 @@
+package cli
+
+import (
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"hve/internal/config"
+	"hve/internal/demo"
+	"hve/internal/server"
+)
+
+func serveFlags(fs *flag.FlagSet) {
+	fs.String("config", "", "configuration `file` (TOML); flags override it")
+	fs.String("smtp-addr", "", "SMTP endpoint listen `address` (default :587; with --demo 127.0.0.1:2587)")
+	fs.String("admin-addr", "", "admin API listen `address` (default 127.0.0.1:8025)")
+	fs.Bool("demo", false, "on an empty data directory, create a demo organisation and print how to send to it")
+}
+
+func runServe(c *ctx) error {
+	cfg := config.Default()
+	if file := c.str("config"); file != "" {
+		var err error
+		if cfg, err = config.Load(file); err != nil {
+			return err
+		}
+	}
+	if flagSet(c.fs, "data") || c.str("config") == "" {
+		cfg.Data = c.g.data
+	}
+	isDemo := c.str("demo") == "true"
+	if isDemo {
+		cfg.SMTP.Addr = "127.0.0.1:2587"
+	}
+	if v := c.str("smtp-addr"); v != "" {
+		cfg.SMTP.Addr = v
+	}
+	if v := c.str("admin-addr"); v != "" {
+		cfg.Admin.Addr = v
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+		return fmt.Errorf("log_level %q: %w", cfg.LogLevel, err)
+	}
+	log := slog.New(slog.NewTextHandler(c.env.Stderr, &slog.HandlerOptions{Level: level}))
+
+	srv, err := server.Start(c, cfg, log)
+	if err != nil {
+		return err
+	}
+	if isDemo {
+		pw, err := demo.Seed(c, srv.Store)
+		if err != nil {
+			srv.Close()
+			return fmt.Errorf("creating demo data: %w", err)
+		}
+		demo.PrintHowTo(c.env.Stdout, srv.SMTPAddr.String(), pw)
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	s := <-sig
+	log.Info("shutting down", "signal", s.String())
+	return srv.Close()
+}

@@ -1,0 +1,149 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"hve/internal/trace"
+)
+
+// Writer is the storage the spool writes through: one call stores a batch
+// of messages durably (one sync for the whole batch).
+type Writer interface {
+	Enqueue(ctx context.Context, msgs []*Message, events []trace.Event) error
+}
+
+// ErrClosed is returned by Spool.Submit after Close.
+var ErrClosed = errors.New("spool is closed")
+
+// Spool accepts messages from many SMTP sessions at once and writes them in
+// batches: while one batch is being committed, the next one gathers. Each
+// sync is shared by every message that arrived meanwhile (group commit), so
+// throughput grows with concurrency instead of being capped by fsync latency.
+type Spool struct {
+	w Writer
+	// OnQueued, if set, is called after each committed batch with its
+	// messages (delivery uses it to start at once instead of polling).
+	onQueued func([]*Message)
+	reqs     chan *submission
+	maxBatch int
+	maxBytes int64
+
+	closeOnce sync.Once
+	closing   chan struct{}
+	done      chan struct{}
+	log       *slog.Logger
+}
+
+type submission struct {
+	msg    *Message
+	events []trace.Event
+	result chan error
+}
+
+// NewSpool starts a spool writing through w. onQueued may be nil.
+func NewSpool(w Writer, onQueued func([]*Message), log *slog.Logger) *Spool {
+	s := &Spool{
+		w:        w,
+		onQueued: onQueued,
+		reqs:     make(chan *submission, 1024),
+		maxBatch: 256,
+		maxBytes: 64 << 20,
+		closing:  make(chan struct{}),
+		done:     make(chan struct{}),
+		log:      log,
+	}
+	go s.run()
+	return s
+}
+
+// Submit stores msg and its trace events durably, and returns nil only once
+// they are on disk. It returns the store's error otherwise; nothing of the
+// message is then kept.
+func (s *Spool) Submit(ctx context.Context, msg *Message, events []trace.Event) error {
+	sub := &submission{msg: msg, events: events, result: make(chan error, 1)}
+	select {
+	case s.reqs <- sub:
+	case <-s.closing:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	// Once handed over, the message may be committed whatever the caller
+	// does, so wait for the outcome rather than the context.
+	return <-sub.result
+}
+
+// Close stops accepting messages and waits for batches in flight.
+func (s *Spool) Close() {
+	s.closeOnce.Do(func() { close(s.closing) })
+	<-s.done
+}
+
+func (s *Spool) run() {
+	defer close(s.done)
+	for {
+		var first *submission
+		select {
+		case first = <-s.reqs:
+		case <-s.closing:
+			s.drain()
+			return
+		}
+		s.commit(s.gather(first))
+	}
+}
+
+// gather collects what is already waiting behind first, up to the batch
+// limits, without waiting for more.
+func (s *Spool) gather(first *submission) []*submission {
+	batch := []*submission{first}
+	size := first.msg.Size
+	for len(batch) < s.maxBatch && size < s.maxBytes {
+		select {
+		case sub := <-s.reqs:
+			batch = append(batch, sub)
+			size += sub.msg.Size
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// drain commits submissions that were handed over before Close.
+func (s *Spool) drain() {
+	for {
+		select {
+		case sub := <-s.reqs:
+			s.commit(s.gather(sub))
+		default:
+			return
+		}
+	}
+}
+
+func (s *Spool) commit(batch []*submission) {
+	msgs := make([]*Message, len(batch))
+	var events []trace.Event
+	for i, sub := range batch {
+		msgs[i] = sub.msg
+		events = append(events, sub.events...)
+	}
+	// The commit must not be cut short by one client hanging up: the others
+	// in the batch are waiting for it.
+	err := s.w.Enqueue(context.Background(), msgs, events)
+	if err != nil {
+		s.log.Error("spool write failed", "messages", len(msgs), "err", err)
+		err = fmt.Errorf("spool: %w", err)
+	}
+	for _, sub := range batch {
+		sub.result <- err
+	}
+	if err == nil && s.onQueued != nil {
+		s.onQueued(msgs)
+	}
+}

@@ -1,0 +1,211 @@
+// Package reply is the one table of every SMTP reply the hve endpoint can
+// give. docs/errors.md mirrors it (a test keeps the two in step), so an admin
+// who searches for a reply finds its cause and its fix.
+//
+// Replies that hve's own code sends are variables of this package; replies
+// that the SMTP protocol library sends on its own (syntax errors, command
+// order) are listed in Protocol so that the docs cover them too.
+package reply
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/emersion/go-smtp"
+)
+
+// Reply is one SMTP reply: its codes, its text and what an admin should know
+// about it.
+type Reply struct {
+	// Name is a stable identifier, used in trace details, logs and metrics.
+	Name string
+	Code int
+	// Enhanced is the RFC 3463 enhanced status code.
+	Enhanced smtp.EnhancedCode
+	// Text is the reply text; %s verbs, where present, are filled by Format.
+	Text string
+	// Cause and Fix are for the operator docs.
+	Cause, Fix string
+}
+
+// Err returns the reply as an error that go-smtp writes to the client as is.
+func (r *Reply) Err() *smtp.SMTPError {
+	return &smtp.SMTPError{Code: r.Code, EnhancedCode: r.Enhanced, Message: r.Text}
+}
+
+// Format returns the reply with its %s verbs filled from args.
+func (r *Reply) Format(args ...any) *smtp.SMTPError {
+	return &smtp.SMTPError{Code: r.Code, EnhancedCode: r.Enhanced, Message: fmt.Sprintf(r.Text, args...)}
+}
+
+// Line renders an SMTP error as the single reply line a client sees,
+// e.g. "550 5.1.10 RESOLVER.ADR.RecipientNotFound; ...". Trace events carry it.
+func Line(e *smtp.SMTPError) string {
+	c := e.EnhancedCode
+	return fmt.Sprintf("%d %d.%d.%d %s", e.Code, c[0], c[1], c[2], e.Message)
+}
+
+// Replies hve's own code sends, in the order a session meets them.
+var (
+	MustStartTLS = &Reply{
+		Name: "must-starttls", Code: 530, Enhanced: smtp.EnhancedCode{5, 7, 0},
+		Text:  "Must issue a STARTTLS command first",
+		Cause: "The client sent AUTH or MAIL on a connection that is not encrypted yet.",
+		Fix:   "Enable STARTTLS in the application (often called 'TLS' or 'Use secure connection'); port 587 always needs it.",
+	}
+	AuthFailed = &Reply{
+		Name: "auth-failed", Code: 535, Enhanced: smtp.EnhancedCode{5, 7, 3},
+		Text:  "Authentication unsuccessful",
+		Cause: "The username is not an HVE account's primary address, or the password is wrong. Both give the same reply so that nobody can probe which accounts exist.",
+		Fix:   "Use the account's primary address as the username and check the password; `hve trace --sender ADDRESS` and the server log show which of the two it was. Reset it with `hve account set ADDRESS --password-stdin`.",
+	}
+	MailboxOnHVEEndpoint = &Reply{
+		Name: "mailbox-on-hve-endpoint", Code: 535, Enhanced: smtp.EnhancedCode{5, 7, 3},
+		Text:  "Authentication unsuccessful, this endpoint accepts High Volume Email accounts only",
+		Cause: "A mailbox (a person's or a shared mailbox) signed in with its correct password on the HVE endpoint.",
+		Fix:   "Create an HVE account for the application (`hve account create`) and sign in with it; mailboxes use the standard client endpoint.",
+	}
+	AccountLocked = &Reply{
+		Name: "account-locked", Code: 535, Enhanced: smtp.EnhancedCode{5, 7, 139},
+		Text:  "Authentication unsuccessful, account locked",
+		Cause: "The password is right but the HVE account is disabled.",
+		Fix:   "Enable it with `hve account set ADDRESS --enabled true` if the application should send again.",
+	}
+	AuthTemporaryFailure = &Reply{
+		Name: "auth-temporary-failure", Code: 454, Enhanced: smtp.EnhancedCode{4, 7, 0},
+		Text:  "Temporary authentication failure; try again later",
+		Cause: "The directory could not be read while checking the sign-in (database error).",
+		Fix:   "The client retries. If it persists, read the server log for the store error.",
+	}
+	UnsupportedMechanism = &Reply{
+		Name: "auth-mechanism-unsupported", Code: 504, Enhanced: smtp.EnhancedCode{5, 7, 4},
+		Text:  "Unsupported authentication mechanism",
+		Cause: "The client asked for a SASL mechanism that the endpoint does not offer.",
+		Fix:   "Use one of the mechanisms EHLO lists after STARTTLS (PLAIN or LOGIN).",
+	}
+	NotAuthenticated = &Reply{
+		Name: "not-authenticated", Code: 530, Enhanced: smtp.EnhancedCode{5, 7, 57},
+		Text:  "Client not authenticated to send mail",
+		Cause: "The client sent MAIL over TLS without signing in first.",
+		Fix:   "Configure the application with the HVE account's address and password (SMTP AUTH).",
+	}
+	SenderDenied = &Reply{
+		Name: "sender-denied", Code: 550, Enhanced: smtp.EnhancedCode{5, 7, 60},
+		Text:  "SMTP; Client does not have permissions to send as this sender",
+		Cause: "MAIL FROM is neither the signed-in account's primary address nor one of its aliases.",
+		Fix:   "Send from the account's address, or add the address as an alias of the account.",
+	}
+	InvalidAddress = &Reply{
+		Name: "invalid-address", Code: 501, Enhanced: smtp.EnhancedCode{5, 1, 3},
+		Text:  "Bad address syntax: %s",
+		Cause: "A MAIL FROM or RCPT TO address is not of the form local@domain.",
+		Fix:   "Correct the address in the application.",
+	}
+	TooManyRecipients = &Reply{
+		Name: "too-many-recipients", Code: 452, Enhanced: smtp.EnhancedCode{4, 5, 3},
+		Text:  "Too many recipients; at most %d per message",
+		Cause: "The message already has the most envelope recipients allowed (50 on the HVE endpoint; a distribution group counts as one).",
+		Fix:   "Send the rest in another message (clients that follow RFC 5321 do so by themselves), or send to a distribution group.",
+	}
+	ExternalRecipient = &Reply{
+		Name: "external-recipient", Code: 550, Enhanced: smtp.EnhancedCode{5, 5, 105},
+		Text:  "External sending is not supported for High Volume Email accounts",
+		Cause: "The recipient's domain is not one of the tenant's accepted domains.",
+		Fix:   "HVE accounts send inside the organisation only. If the domain is the organisation's, add it with `hve domain add`.",
+	}
+	RecipientNotFound = &Reply{
+		Name: "recipient-not-found", Code: 550, Enhanced: smtp.EnhancedCode{5, 1, 10},
+		Text:  "RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup",
+		Cause: "The recipient is in an authoritative accepted domain but no mailbox or group has that address (HVE accounts cannot receive).",
+		Fix:   "Check the address for typos; create the mailbox or group; or make the domain `internal-relay` if some of its mailboxes live on another mail system.",
+	}
+	MessageTooLarge = &Reply{
+		Name: "message-too-large", Code: 552, Enhanced: smtp.EnhancedCode{5, 3, 4},
+		Text:  "Message size exceeds fixed maximum message size",
+		Cause: "The message (headers and attachments included, as sent) is larger than 10 MB (10485760 bytes), declared with MAIL SIZE= or found while reading DATA.",
+		Fix:   "Send smaller attachments, or a link to the file instead of the file.",
+	}
+	MalformedHeader = &Reply{
+		Name: "malformed-header", Code: 554, Enhanced: smtp.EnhancedCode{5, 6, 0},
+		Text:  "Message header could not be parsed: %s",
+		Cause: "The message does not start with a valid RFC 5322 header section.",
+		Fix:   "Fix the application's message generation; every header line must be `Name: value`, followed by an empty line before the body.",
+	}
+	HeaderFromDenied = &Reply{
+		Name: "header-from-denied", Code: 554, Enhanced: smtp.EnhancedCode{5, 2, 252},
+		Text:  "SendAsDenied; %s not allowed to send as %s",
+		Cause: "The message's From header is not the signed-in account's address or alias.",
+		Fix:   "Set the From header to the account's address (the display name may be anything), or add the address as an alias.",
+	}
+	StorageUnavailable = &Reply{
+		Name: "storage-unavailable", Code: 451, Enhanced: smtp.EnhancedCode{4, 3, 0},
+		Text:  "Temporary storage failure, the message was not accepted; try again later",
+		Cause: "The message could not be written to the queue (database error or shutdown). Nothing of it was kept.",
+		Fix:   "The client retries by itself. If it persists, read the server log for the store error.",
+	}
+	StorageFull = &Reply{
+		Name: "storage-full", Code: 452, Enhanced: smtp.EnhancedCode{4, 3, 1},
+		Text:  "Insufficient system storage, the message was not accepted; try again later",
+		Cause: "The disk holding the data directory is full.",
+		Fix:   "Free disk space or grow the volume; the client retries by itself.",
+	}
+	Accepted = &Reply{
+		Name: "accepted", Code: 250, Enhanced: smtp.EnhancedCode{2, 0, 0},
+		Text:  "OK <%s>",
+		Cause: "The message and its envelope are on disk (fsynced); it will be delivered.",
+		Fix:   "Nothing to fix. The id in angle brackets is the queue id: `hve trace --queue-id ID` shows every step.",
+	}
+)
+
+// Own lists every reply hve's code sends, for the docs and their test.
+var Own = []*Reply{
+	MustStartTLS, AuthFailed, MailboxOnHVEEndpoint, AccountLocked, AuthTemporaryFailure, UnsupportedMechanism,
+	NotAuthenticated, SenderDenied, InvalidAddress, TooManyRecipients, ExternalRecipient,
+	RecipientNotFound, MessageTooLarge, MalformedHeader, HeaderFromDenied,
+	StorageUnavailable, StorageFull, Accepted,
+}
+
+// Protocol lists the replies the SMTP protocol library sends by itself, for
+// command order and syntax, so the docs cover every reply a client can see.
+var Protocol = []*Reply{
+	{Name: "greeting", Code: 220, Text: "<hostname> ESMTP Service Ready", Cause: "Connection opened.", Fix: "-"},
+	{Name: "starttls-ready", Code: 220, Enhanced: smtp.EnhancedCode{2, 0, 0}, Text: "Ready to start TLS", Cause: "STARTTLS accepted; the TLS handshake follows.", Fix: "-"},
+	{Name: "auth-ok", Code: 235, Enhanced: smtp.EnhancedCode{2, 0, 0}, Text: "Authentication succeeded", Cause: "The account signed in.", Fix: "-"},
+	{Name: "rcpt-ok", Code: 250, Enhanced: smtp.EnhancedCode{2, 0, 0}, Text: "I'll make sure <address> gets this", Cause: "MAIL or RCPT accepted.", Fix: "-"},
+	{Name: "bye", Code: 221, Enhanced: smtp.EnhancedCode{2, 0, 0}, Text: "Bye", Cause: "QUIT.", Fix: "-"},
+	{Name: "data-go-ahead", Code: 354, Text: "Go ahead. End your data with <CR><LF>.<CR><LF>", Cause: "DATA accepted; the message follows.", Fix: "-"},
+	{Name: "syntax-error", Code: 500, Enhanced: smtp.EnhancedCode{5, 5, 2}, Text: "Syntax errors, <command> command unrecognized", Cause: "An unknown command.", Fix: "Check the client speaks SMTP (not implicit TLS on port 587)."},
+	{Name: "bad-sequence", Code: 502, Enhanced: smtp.EnhancedCode{5, 5, 1}, Text: "Missing MAIL FROM command. / Missing RCPT TO command. / Please introduce yourself first.", Cause: "Commands out of order.", Fix: "EHLO, STARTTLS, EHLO, AUTH, MAIL, RCPT, DATA."},
+	{Name: "bad-arguments", Code: 501, Enhanced: smtp.EnhancedCode{5, 5, 4}, Text: "Unable to parse MAIL ESMTP parameters (and similar)", Cause: "A malformed command argument.", Fix: "Fix the client's command syntax."},
+	{Name: "auth-bad-base64", Code: 454, Enhanced: smtp.EnhancedCode{4, 7, 0}, Text: "Invalid base64 data", Cause: "An AUTH response was not valid base64.", Fix: "Fix the client's SASL encoding."},
+	{Name: "auth-cancelled", Code: 501, Enhanced: smtp.EnhancedCode{5, 0, 0}, Text: "Negotiation cancelled", Cause: "The client answered an AUTH challenge with `*`.", Fix: "-"},
+	{Name: "already-authenticated", Code: 503, Enhanced: smtp.EnhancedCode{5, 5, 1}, Text: "Already authenticated", Cause: "A second AUTH in one session.", Fix: "Sign in once per connection."},
+	{Name: "too-many-errors", Code: 500, Enhanced: smtp.EnhancedCode{5, 5, 1}, Text: "Too many errors. Quiting now", Cause: "Too many syntax errors in one session; the connection is closed.", Fix: "Check the client speaks SMTP."},
+	{Name: "too-busy", Code: 421, Enhanced: smtp.EnhancedCode{4, 4, 5}, Text: "Too busy. Try again later.", Cause: "The server has reached its connection limit.", Fix: "The client retries; raise the limit if this is routine."},
+}
+
+// Markdown renders the table for docs/errors.md.
+func Markdown() string {
+	var b strings.Builder
+	row := func(r *Reply) {
+		code := fmt.Sprintf("%d", r.Code)
+		if r.Enhanced != (smtp.EnhancedCode{}) {
+			code += fmt.Sprintf(" %d.%d.%d", r.Enhanced[0], r.Enhanced[1], r.Enhanced[2])
+		}
+		text := strings.ReplaceAll(r.Text, "%d", "<n>")
+		text = strings.ReplaceAll(text, "%s", "<...>")
+		fmt.Fprintf(&b, "| `%s` | `%s` | `%s` | %s | %s |\n", r.Name, code, esc(text), esc(r.Cause), esc(r.Fix))
+	}
+	b.WriteString("| name | code | text | cause | fix |\n| --- | --- | --- | --- | --- |\n")
+	for _, r := range Own {
+		row(r)
+	}
+	b.WriteString("\nReplies of the SMTP protocol layer (command order and syntax):\n\n")
+	b.WriteString("| name | code | text | cause | fix |\n| --- | --- | --- | --- | --- |\n")
+	for _, r := range Protocol {
+		row(r)
+	}
+	return b.String()
+}
+
+func esc(s string) string { return strings.ReplaceAll(s, "|", `\|`) }

@@ -1,0 +1,221 @@
+// Package server wires hve's parts into one running node: the store, the
+// spool, the delivery worker, the SMTP endpoint and the admin API.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"hve/internal/admin"
+	"hve/internal/config"
+	"hve/internal/delivery"
+	"hve/internal/queue"
+	"hve/internal/smtpd"
+	"hve/internal/store"
+	"hve/internal/store/sqlite"
+	"hve/internal/tlsutil"
+	"hve/internal/trace"
+)
+
+// Server is one running hve node.
+type Server struct {
+	Config config.Config
+	Store  store.Store
+	// SMTPAddr and AdminAddr are where the listeners ended up (useful with
+	// port 0 in tests).
+	SMTPAddr, AdminAddr net.Addr
+	// TokenFile holds the admin API's bearer token.
+	TokenFile string
+
+	log       *slog.Logger
+	cancel    context.CancelFunc
+	endpoint  *smtpd.Endpoint
+	http      *http.Server
+	spool     *queue.Spool
+	recorder  *trace.Recorder
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+// OpenStore opens the store the configuration names.
+func OpenStore(ctx context.Context, cfg config.Config) (store.Store, error) {
+	switch {
+	case cfg.Store == "" || cfg.Store == "sqlite":
+		return sqlite.Open(ctx, cfg.Data)
+	case strings.HasPrefix(cfg.Store, "postgres://"), strings.HasPrefix(cfg.Store, "postgresql://"):
+		return nil, errors.New("store: the PostgreSQL store is not available in this version; leave store unset for the embedded store")
+	}
+	return nil, fmt.Errorf("store %q: use an empty value (embedded SQLite in the data directory)", cfg.Store)
+}
+
+// Start opens the store and starts every listener and worker. It returns
+// once the node accepts connections.
+func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, error) {
+	st, err := OpenStore(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{Config: cfg, Store: st, log: log, TokenFile: filepath.Join(cfg.Data, "admin.token")}
+	if err := s.start(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) start(ctx context.Context) error {
+	cfg := s.Config
+	if err := ensureDefaultTenant(ctx, s.Store); err != nil {
+		return err
+	}
+	tokenHash, err := s.adminToken()
+	if err != nil {
+		return err
+	}
+	tlsConfig, err := tlsutil.Config(cfg.SMTP.TLSCert, cfg.SMTP.TLSKey, cfg.Data, cfg.Hostname)
+	if err != nil {
+		return err
+	}
+
+	runCtx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	worker := delivery.NewWorker(s.Store, nodeID(cfg.Hostname), s.log.With("part", "delivery"))
+	s.spool = queue.NewSpool(s.Store, func([]*queue.Message) { worker.Wake() }, s.log.With("part", "spool"))
+	s.recorder = trace.NewRecorder(s.Store, s.log.With("part", "trace"))
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		worker.Run(runCtx)
+	}()
+
+	s.endpoint = smtpd.New(runCtx, smtpd.Config{
+		Hostname:        cfg.Hostname,
+		TLS:             tlsConfig,
+		MaxRecipients:   cfg.SMTP.MaxRecipients,
+		MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
+	}, s.Store, s.spool, s.recorder, s.log.With("part", "smtp"))
+	sl, err := net.Listen("tcp", cfg.SMTP.Addr)
+	if err != nil {
+		return fmt.Errorf("SMTP listener: %w", err)
+	}
+	s.SMTPAddr = sl.Addr()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := s.endpoint.Serve(sl); err != nil && !isClosed(err) {
+			s.log.Error("SMTP listener stopped", "err", err)
+		}
+	}()
+
+	al, err := net.Listen("tcp", cfg.Admin.Addr)
+	if err != nil {
+		return fmt.Errorf("admin listener: %w", err)
+	}
+	s.AdminAddr = al.Addr()
+	s.http = &http.Server{
+		Handler:           admin.New(s.Store, tokenHash, s.log.With("part", "admin")),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := s.http.Serve(al); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("admin listener stopped", "err", err)
+		}
+	}()
+	s.log.Info("hve started", "smtp", s.SMTPAddr.String(), "admin", "http://"+s.AdminAddr.String(), "data", cfg.Data)
+	return nil
+}
+
+func isClosed(err error) bool {
+	return errors.Is(err, net.ErrClosed) || strings.Contains(err.Error(), "server closed")
+}
+
+// Close stops the node: listeners first, then the spool (messages in
+// flight are committed or refused), then delivery, then the store.
+func (s *Server) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		if s.endpoint != nil {
+			// Let sessions finish what they are doing; then cut the rest.
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if s.endpoint.Shutdown(ctx) != nil {
+				s.endpoint.Close()
+			}
+			cancel()
+		}
+		if s.http != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			s.http.Shutdown(ctx)
+			cancel()
+		}
+		if s.spool != nil {
+			s.spool.Close()
+		}
+		if s.cancel != nil {
+			s.cancel()
+		}
+		s.wg.Wait()
+		if s.recorder != nil {
+			s.recorder.Close()
+		}
+		err = s.Store.Close()
+	})
+	return err
+}
+
+// ensureDefaultTenant creates the default tenant on first start.
+func ensureDefaultTenant(ctx context.Context, st store.Store) error {
+	tenants, err := st.Tenants(ctx)
+	if err != nil {
+		return err
+	}
+	if len(tenants) == 0 {
+		if _, err := st.CreateTenant(ctx, "default"); err != nil {
+			return fmt.Errorf("creating the default tenant: %w", err)
+		}
+	}
+	return nil
+}
+
+// adminToken returns the hash of the admin API token. The token lives in
+// <data>/admin.token (mode 0600): it is made on first start, and made anew
+// if the file is removed, which is how an admin rotates it.
+func (s *Server) adminToken() ([sha256.Size]byte, error) {
+	b, err := os.ReadFile(s.TokenFile)
+	token := strings.TrimSpace(string(b))
+	if errors.Is(err, os.ErrNotExist) || err == nil && token == "" {
+		raw := make([]byte, 32)
+		if _, err := rand.Read(raw); err != nil {
+			return [sha256.Size]byte{}, err
+		}
+		token = "hve_" + hex.EncodeToString(raw)
+		if err := os.WriteFile(s.TokenFile, []byte(token+"\n"), 0o600); err != nil {
+			return [sha256.Size]byte{}, fmt.Errorf("writing admin token: %w", err)
+		}
+		s.log.Info("created admin API token", "file", s.TokenFile)
+	} else if err != nil {
+		return [sha256.Size]byte{}, fmt.Errorf("reading admin token: %w", err)
+	}
+	return sha256.Sum256([]byte(token)), nil
+}
+
+// nodeID names this process as the owner of delivery leases.
+func nodeID(hostname string) string {
+	b := make([]byte, 4)
+	rand.Read(b)
+	return fmt.Sprintf("%s/%d/%x", hostname, os.Getpid(), b)
+}

@@ -1,0 +1,241 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"hve/internal/queue"
+	"hve/internal/store"
+	"hve/internal/trace"
+)
+
+// Enqueue stores messages and their trace events in one transaction; the
+// commit fsyncs the WAL once for the whole batch.
+func (s *Store) Enqueue(ctx context.Context, msgs []*queue.Message, events []trace.Event) error {
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		ins, err := tx.PrepareContext(ctx, `INSERT INTO messages
+			(queue_id, tenant_id, account_id, sender, recipients, message_id, subject, client_ip, size, received_at, body, state, next_attempt_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)`)
+		if err != nil {
+			return err
+		}
+		defer ins.Close()
+		for _, m := range msgs {
+			rcpts, err := json.Marshal(m.Recipients)
+			if err != nil {
+				return err
+			}
+			_, err = ins.ExecContext(ctx, m.QueueID, m.TenantID, m.AccountID, m.Sender, string(rcpts), m.MessageID, m.Subject,
+				m.ClientIP, m.Size, nanos(m.ReceivedAt), m.Body, nanos(m.ReceivedAt))
+			if err != nil {
+				return fmt.Errorf("message %s: %w", m.QueueID, err)
+			}
+		}
+		return insertEvents(ctx, tx, events)
+	})
+	if err != nil {
+		return fmt.Errorf("enqueueing %d messages: %w", len(msgs), err)
+	}
+	return nil
+}
+
+// Claim leases due messages to owner.
+func (s *Store) Claim(ctx context.Context, owner string, now time.Time, limit int, lease time.Duration) ([]*queue.Message, error) {
+	var msgs []*queue.Message
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `
+			UPDATE messages SET lease_owner = ?, lease_until = ?
+			WHERE queue_id IN (
+				SELECT queue_id FROM messages
+				WHERE state = 'queued' AND next_attempt_at <= ? AND lease_until < ?
+				ORDER BY next_attempt_at LIMIT ?)
+			RETURNING queue_id, tenant_id, account_id, sender, recipients, message_id, subject, client_ip, size, received_at`,
+			owner, nanos(now.Add(lease)), nanos(now), nanos(now), limit)
+		if err != nil {
+			return err
+		}
+		msgs, err = collect(rows, func(row scanner) (*queue.Message, error) {
+			m := &queue.Message{}
+			var rcpts string
+			var received int64
+			err := row.Scan(&m.QueueID, &m.TenantID, &m.AccountID, &m.Sender, &rcpts, &m.MessageID, &m.Subject, &m.ClientIP, &m.Size, &received)
+			if err != nil {
+				return nil, err
+			}
+			m.ReceivedAt = fromNanos(received)
+			return m, json.Unmarshal([]byte(rcpts), &m.Recipients)
+		})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claiming queued messages: %w", err)
+	}
+	return msgs, nil
+}
+
+// Finish records deliveries in one transaction.
+func (s *Store) Finish(ctx context.Context, deliveries []store.Delivery) error {
+	now := nanos(time.Now())
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		copyStmt, err := tx.PrepareContext(ctx, `INSERT INTO mailbox_messages (mailbox_id, queue_id, recipient, delivered_at)
+			VALUES (?, ?, ?, ?) ON CONFLICT (mailbox_id, queue_id) DO NOTHING`)
+		if err != nil {
+			return err
+		}
+		defer copyStmt.Close()
+		for _, d := range deliveries {
+			for _, c := range d.Copies {
+				if _, err := copyStmt.ExecContext(ctx, c.MailboxID, d.QueueID, c.Recipient, now); err != nil {
+					return fmt.Errorf("copy of %s to mailbox %d: %w", d.QueueID, c.MailboxID, err)
+				}
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE messages SET state = 'done', finished_at = ?, lease_owner = '', lease_until = 0 WHERE queue_id = ?`, now, d.QueueID); err != nil {
+				return err
+			}
+			if err := insertEvents(ctx, tx, d.Events); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("recording %d deliveries: %w", len(deliveries), err)
+	}
+	return nil
+}
+
+// MessageBody returns a message's content.
+func (s *Store) MessageBody(ctx context.Context, queueID string) ([]byte, error) {
+	var body []byte
+	err := s.r.QueryRowContext(ctx, `SELECT body FROM messages WHERE queue_id = ?`, queueID).Scan(&body)
+	if err != nil {
+		return nil, fmt.Errorf("message %s: %w", queueID, mapErr(err))
+	}
+	return body, nil
+}
+
+// QueueDepth counts messages not yet finished.
+func (s *Store) QueueDepth(ctx context.Context) (int, error) {
+	var n int
+	err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM messages WHERE state = 'queued'`).Scan(&n)
+	return n, mapErr(err)
+}
+
+// MailboxMessages lists what a mailbox holds, newest first.
+func (s *Store) MailboxMessages(ctx context.Context, mailboxID int64) ([]store.MailboxMessage, error) {
+	rows, err := s.r.QueryContext(ctx, `
+		SELECT mm.id, mm.queue_id, m.sender, m.recipients, mm.recipient, m.subject, m.message_id, mm.delivered_at, m.size
+		FROM mailbox_messages mm JOIN messages m ON m.queue_id = mm.queue_id
+		WHERE mm.mailbox_id = ? ORDER BY mm.id DESC`, mailboxID)
+	if err != nil {
+		return nil, fmt.Errorf("listing messages of mailbox %d: %w", mailboxID, err)
+	}
+	list, err := collect(rows, func(row scanner) (mm store.MailboxMessage, err error) {
+		var rcpts string
+		var at int64
+		if err = row.Scan(&mm.ID, &mm.QueueID, &mm.From, &rcpts, &mm.Recipient, &mm.Subject, &mm.MessageID, &at, &mm.Size); err != nil {
+			return mm, err
+		}
+		mm.ReceivedAt = fromNanos(at)
+		return mm, json.Unmarshal([]byte(rcpts), &mm.To)
+	})
+	if list == nil {
+		list = []store.MailboxMessage{}
+	}
+	return list, err
+}
+
+// MailboxMessageBody returns the content of one message of a mailbox.
+func (s *Store) MailboxMessageBody(ctx context.Context, mailboxID, id int64) ([]byte, error) {
+	var body []byte
+	err := s.r.QueryRowContext(ctx, `SELECT m.body FROM mailbox_messages mm JOIN messages m ON m.queue_id = mm.queue_id
+		WHERE mm.mailbox_id = ? AND mm.id = ?`, mailboxID, id).Scan(&body)
+	if err != nil {
+		return nil, fmt.Errorf("message %d of mailbox %d: %w", id, mailboxID, mapErr(err))
+	}
+	return body, nil
+}
+
+// AddEvents stores trace events.
+func (s *Store) AddEvents(ctx context.Context, events []trace.Event) error {
+	return s.tx(ctx, func(tx *sql.Tx) error { return insertEvents(ctx, tx, events) })
+}
+
+func insertEvents(ctx context.Context, tx *sql.Tx, events []trace.Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO trace_events
+		(tenant_id, time, queue_id, message_id, sender, recipient, event, status, detail, client_ip, subject, size)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	for _, e := range events {
+		_, err := stmt.ExecContext(ctx, e.TenantID, nanos(e.Time), e.QueueID, e.MessageID, e.Sender, e.Recipient,
+			e.Event, e.Status, e.Detail, e.ClientIP, e.Subject, e.Size)
+		if err != nil {
+			return fmt.Errorf("trace event: %w", err)
+		}
+	}
+	return nil
+}
+
+// SearchTrace finds events matching q, oldest first.
+func (s *Store) SearchTrace(ctx context.Context, q trace.Query) ([]trace.Event, error) {
+	where := []string{"tenant_id = ?", "id > ?"}
+	args := []any{q.TenantID, q.AfterID}
+	add := func(cond string, v any) {
+		where = append(where, cond)
+		args = append(args, v)
+	}
+	if q.Sender != "" {
+		add("sender = ?", strings.ToLower(q.Sender))
+	}
+	if q.Recipient != "" {
+		add("recipient = ?", strings.ToLower(q.Recipient))
+	}
+	if q.MessageID != "" {
+		add("message_id = ?", q.MessageID)
+	}
+	if q.QueueID != "" {
+		add("queue_id = ?", q.QueueID)
+	}
+	if q.Status != "" {
+		add("status = ?", q.Status)
+	}
+	if q.ClientIP != "" {
+		add("client_ip = ?", q.ClientIP)
+	}
+	if !q.Since.IsZero() {
+		add("time >= ?", nanos(q.Since))
+	}
+	if !q.Until.IsZero() {
+		add("time <= ?", nanos(q.Until))
+	}
+	limit := q.Limit
+	if limit <= 0 {
+		limit = 1000
+	}
+	args = append(args, limit)
+	rows, err := s.r.QueryContext(ctx, `SELECT id, tenant_id, time, queue_id, message_id, sender, recipient, event, status, detail, client_ip, subject, size
+		FROM trace_events WHERE `+strings.Join(where, " AND ")+` ORDER BY id LIMIT ?`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("searching trace: %w", err)
+	}
+	list, err := collect(rows, func(row scanner) (e trace.Event, err error) {
+		var t int64
+		err = row.Scan(&e.ID, &e.TenantID, &t, &e.QueueID, &e.MessageID, &e.Sender, &e.Recipient, &e.Event, &e.Status, &e.Detail, &e.ClientIP, &e.Subject, &e.Size)
+		e.Time = fromNanos(t)
+		return e, err
+	})
+	if list == nil {
+		list = []trace.Event{}
+	}
+	return list, err
+}

@@ -1,0 +1,153 @@
+// Package store defines the storage contract of hve: the directory, the
+// durable queue, the embedded mailbox store, message trace and settings.
+//
+// Two implementations exist or are planned: store/sqlite (the embedded
+// default, one node) and a PostgreSQL one (several nodes). Both must pass the
+// contract tests in store/storetest.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"hve/internal/directory"
+	"hve/internal/queue"
+	"hve/internal/trace"
+)
+
+// Errors that callers test for with errors.Is.
+var (
+	// ErrNotFound: the object does not exist (in this tenant).
+	ErrNotFound = errors.New("not found")
+	// ErrExists: the name or address is already taken.
+	ErrExists = errors.New("already exists")
+	// ErrInvalid: the request breaks a directory rule (the error says which).
+	ErrInvalid = errors.New("invalid")
+	// ErrFull: the disk holding the store is full.
+	ErrFull = errors.New("storage full")
+)
+
+// Store is everything hve keeps.
+type Store interface {
+	Directory
+	Queue
+	Mailboxes
+	Trace
+	Settings
+	Close() error
+}
+
+// Directory holds tenants and their objects. Addresses are unique across all
+// tenants (a domain belongs to one tenant) and stored in lower case.
+type Directory interface {
+	CreateTenant(ctx context.Context, name string) (directory.Tenant, error)
+	Tenants(ctx context.Context) ([]directory.Tenant, error)
+	TenantByName(ctx context.Context, name string) (directory.Tenant, error)
+
+	// AddDomain fails with ErrExists if any tenant has the domain.
+	AddDomain(ctx context.Context, d directory.Domain) (directory.Domain, error)
+	Domains(ctx context.Context, tenantID int64) ([]directory.Domain, error)
+	// DomainByName finds an accepted domain in any tenant.
+	DomainByName(ctx context.Context, name string) (directory.Domain, error)
+	// RemoveDomain fails with ErrInvalid while objects still use the domain.
+	RemoveDomain(ctx context.Context, tenantID int64, name string) error
+
+	// Create* check that every address is in an accepted domain of the
+	// tenant and not yet taken.
+	CreateMailbox(ctx context.Context, m directory.Mailbox) (directory.Mailbox, error)
+	Mailboxes(ctx context.Context, tenantID int64) ([]directory.Mailbox, error)
+	Mailbox(ctx context.Context, tenantID, id int64) (directory.Mailbox, error)
+	RemoveMailbox(ctx context.Context, tenantID, id int64) error
+
+	CreateAccount(ctx context.Context, a directory.Account) (directory.Account, error)
+	Accounts(ctx context.Context, tenantID int64) ([]directory.Account, error)
+	Account(ctx context.Context, tenantID, id int64) (directory.Account, error)
+	// UpdateAccount replaces the account's changeable fields (display name,
+	// aliases, reply-to, enabled, password hash).
+	UpdateAccount(ctx context.Context, a directory.Account) (directory.Account, error)
+	RemoveAccount(ctx context.Context, tenantID, id int64) error
+
+	CreateGroup(ctx context.Context, g directory.Group) (directory.Group, error)
+	Groups(ctx context.Context, tenantID int64) ([]directory.Group, error)
+	Group(ctx context.Context, tenantID, id int64) (directory.Group, error)
+	RemoveGroup(ctx context.Context, tenantID, id int64) error
+	// AddGroupMember adds the mailbox or group that owns memberAddress.
+	AddGroupMember(ctx context.Context, tenantID, groupID int64, memberAddress string) error
+	RemoveGroupMember(ctx context.Context, tenantID, groupID int64, memberAddress string) error
+
+	// Lookup resolves a primary address or alias in any tenant.
+	Lookup(ctx context.Context, address string) (directory.Entry, error)
+	// AccountByAddress finds an HVE account by its primary address, the
+	// username it signs in with. It also returns ErrNotFound for aliases.
+	AccountByAddress(ctx context.Context, address string) (directory.Account, error)
+	// MailboxByAddress finds a mailbox by primary address or alias.
+	MailboxByAddress(ctx context.Context, address string) (directory.Mailbox, error)
+}
+
+// Queue is the durable spool and its work queue.
+type Queue interface {
+	// Enqueue stores messages and their trace events in one transaction and
+	// returns only once they are durable (fsynced). Callers batch many
+	// messages into one call so that they share one sync (group commit).
+	Enqueue(ctx context.Context, msgs []*queue.Message, events []trace.Event) error
+	// Claim leases up to limit messages that are due for delivery and not
+	// leased by a live owner, until now+lease. Bodies are not loaded.
+	Claim(ctx context.Context, owner string, now time.Time, limit int, lease time.Duration) ([]*queue.Message, error)
+	// Finish records deliveries atomically: mailbox copies, trace events and
+	// the end of each message's time in the queue. A delivery is idempotent:
+	// a copy already in a mailbox is not made twice.
+	Finish(ctx context.Context, deliveries []Delivery) error
+	// MessageBody returns a queued or delivered message's content.
+	MessageBody(ctx context.Context, queueID string) ([]byte, error)
+	// QueueDepth counts messages not yet finished.
+	QueueDepth(ctx context.Context) (int, error)
+}
+
+// Delivery is the outcome of delivering one queued message.
+type Delivery struct {
+	QueueID string
+	// Copies go into the embedded mailbox store.
+	Copies []MailboxCopy
+	Events []trace.Event
+}
+
+// MailboxCopy puts a message into one mailbox.
+type MailboxCopy struct {
+	MailboxID int64
+	// Recipient is the address the copy was delivered for: the mailbox's
+	// own, or the group's it was expanded from.
+	Recipient string
+}
+
+// MailboxMessage is a message held in a mailbox of the embedded store.
+type MailboxMessage struct {
+	ID         int64     `json:"id"`
+	QueueID    string    `json:"queue_id"`
+	From       string    `json:"from"`
+	To         []string  `json:"to"`
+	Recipient  string    `json:"recipient"`
+	Subject    string    `json:"subject"`
+	MessageID  string    `json:"message_id"`
+	ReceivedAt time.Time `json:"received_at"`
+	Size       int64     `json:"size"`
+}
+
+// Mailboxes reads the embedded mailbox store.
+type Mailboxes interface {
+	MailboxMessages(ctx context.Context, mailboxID int64) ([]MailboxMessage, error)
+	// MailboxMessageBody returns the content of one message of a mailbox.
+	MailboxMessageBody(ctx context.Context, mailboxID, id int64) ([]byte, error)
+}
+
+// Trace stores and searches message trace events.
+type Trace interface {
+	AddEvents(ctx context.Context, events []trace.Event) error
+	SearchTrace(ctx context.Context, q trace.Query) ([]trace.Event, error)
+}
+
+// Settings holds small node-wide values such as the admin token's hash.
+type Settings interface {
+	Setting(ctx context.Context, key string) (string, error)
+	SetSetting(ctx context.Context, key, value string) error
+}

@@ -1,0 +1,100 @@
+// Package trace defines message trace events: what happened to each message
+// and each recipient, from submission to delivery, and how to search them.
+package trace
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Event names: what happened.
+const (
+	EventReceived  = "Received"  // accepted at submission and queued
+	EventRejected  = "Rejected"  // refused at submission; Detail holds the reply given
+	EventExpanded  = "Expanded"  // a distribution group was expanded
+	EventDelivered = "Delivered" // a copy reached the recipient's mailbox
+	EventFailed    = "Failed"    // delivery to the recipient failed for good
+)
+
+// Statuses: where a message or recipient stands, as admins filter on them.
+const (
+	StatusPending   = "Pending"
+	StatusExpanded  = "Expanded"
+	StatusDelivered = "Delivered"
+	StatusFailed    = "Failed"
+	StatusRejected  = "Rejected"
+)
+
+// Statuses lists every status, for validating filters.
+var Statuses = []string{StatusPending, StatusExpanded, StatusDelivered, StatusFailed, StatusRejected}
+
+// Event is one trace record.
+type Event struct {
+	ID        int64     `json:"id"`
+	TenantID  int64     `json:"-"`
+	Time      time.Time `json:"time"`
+	QueueID   string    `json:"queue_id"`
+	MessageID string    `json:"message_id"`
+	Sender    string    `json:"sender"`
+	Recipient string    `json:"recipient"`
+	Event     string    `json:"event"`
+	Status    string    `json:"status"`
+	Detail    string    `json:"detail"`
+	ClientIP  string    `json:"client_ip"`
+	Subject   string    `json:"subject"`
+	Size      int64     `json:"size"`
+}
+
+// Query selects trace events. Zero fields match everything.
+type Query struct {
+	TenantID  int64
+	Sender    string
+	Recipient string
+	MessageID string
+	QueueID   string
+	Status    string
+	ClientIP  string
+	Since     time.Time
+	Until     time.Time
+	// AfterID pages: only events with a larger ID are returned.
+	AfterID int64
+	// Limit caps the number of events; 0 means the store's default of 1000.
+	Limit int
+}
+
+// ParseStatus accepts a status in any letter case.
+func ParseStatus(s string) (string, error) {
+	for _, st := range Statuses {
+		if strings.EqualFold(s, st) {
+			return st, nil
+		}
+	}
+	return "", fmt.Errorf("status %q is not one of %s", s, strings.Join(Statuses, ", "))
+}
+
+// ParseTime reads a trace time bound: RFC 3339 ("2026-11-23T10:00:00Z"), a
+// date ("2026-11-23", midnight UTC), or a duration before now ("90m", "2h",
+// "7d"). The empty string is the zero time (no bound).
+func ParseTime(s string, now time.Time) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse("2006-01-02", s); err == nil {
+		return t, nil
+	}
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		if n, err := strconv.Atoi(days); err == nil && n >= 0 {
+			return now.AddDate(0, 0, -n), nil
+		}
+	}
+	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, fmt.Errorf("%q is not a time: use RFC 3339 (2026-11-23T10:00:00Z), a date (2026-11-23) or a duration before now (90m, 2h, 7d)", s)
+}
