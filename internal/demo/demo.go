@@ -112,4 +112,3 @@ Then look (in another terminal, from this directory):
   go run ./cmd/hve trace --sender %[2]s
 `, smtpAddr, Account, shownPW, Group, host, port, Domain)
 }
-

@@ -122,5 +122,7 @@ func (e *Endpoint) Shutdown(ctx context.Context) error {
 // slogAdapter lets go-smtp's error log go to slog.
 type slogAdapter struct{ log *slog.Logger }
 
-func (a slogAdapter) Printf(format string, v ...any) { a.log.Warn("smtp: " + fmt.Sprintf(format, v...)) }
-func (a slogAdapter) Println(v ...any)               { a.log.Warn("smtp: " + fmt.Sprint(v...)) }
+func (a slogAdapter) Printf(format string, v ...any) {
+	a.log.Warn("smtp: " + fmt.Sprintf(format, v...))
+}
+func (a slogAdapter) Println(v ...any) { a.log.Warn("smtp: " + fmt.Sprint(v...)) }
