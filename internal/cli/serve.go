@@ -57,7 +57,14 @@ func runServe(c *ctx) error {
 			srv.Close()
 			return fmt.Errorf("creating demo data: %w", err)
 		}
-		demo.PrintHowTo(c.env.Stdout, srv.SMTPAddr.String(), pw)
+		client := "go run ./cmd/hve"
+		if cfg.Admin.Addr != config.Default().Admin.Addr {
+			client += " --server http://" + srv.AdminAddr.String()
+		}
+		if cfg.Data != config.Default().Data {
+			client += " --data " + cfg.Data
+		}
+		demo.PrintHowTo(c.env.Stdout, srv.SMTPAddr.String(), pw, client)
 	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)

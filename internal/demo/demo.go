@@ -74,8 +74,10 @@ func Seed(ctx context.Context, st store.Store) (string, error) {
 }
 
 // PrintHowTo tells the newcomer how to send a test message and where to
-// look. pw is empty when the demo data existed before this start.
-func PrintHowTo(w io.Writer, smtpAddr, pw string) {
+// look. pw is empty when the demo data existed before this start. client is
+// the CLI invocation that reaches this server (with --server and --data
+// where they differ from the defaults).
+func PrintHowTo(w io.Writer, smtpAddr, pw, client string) {
 	shownPW := pw
 	if shownPW == "" {
 		shownPW = "PASSWORD"
@@ -90,7 +92,7 @@ hve demo is running.
   Groups:          %[5]s (carol, dave and the nested hr-team@%[4]s: alice, bob)
 `, smtpAddr, Account, shownPW, Domain, Group)
 	if pw == "" {
-		fmt.Fprintf(w, "  (the password was printed at the first start; set a new one with\n   echo NEWPASSWORD | go run ./cmd/hve account set %s --password-stdin)\n", Account)
+		fmt.Fprintf(w, "  (the password was printed at the first start; set a new one with\n   echo NEWPASSWORD | %s account set %s --password-stdin)\n", client, Account)
 	}
 	host, port, err := net.SplitHostPort(smtpAddr)
 	if err != nil {
@@ -108,7 +110,7 @@ or with Python:
 
 Then look (in another terminal, from this directory):
 
-  go run ./cmd/hve mailbox messages alice@%[7]s
-  go run ./cmd/hve trace --sender %[2]s
-`, smtpAddr, Account, shownPW, Group, host, port, Domain)
+  %[8]s mailbox messages alice@%[7]s
+  %[8]s trace --sender %[2]s
+`, smtpAddr, Account, shownPW, Group, host, port, Domain, client)
 }
