@@ -10,6 +10,7 @@ package reply
 import (
 	"fmt"
 	"strings"
+	"unicode"
 
 	"github.com/emersion/go-smtp"
 )
@@ -33,9 +34,18 @@ func (r *Reply) Err() *smtp.SMTPError {
 	return &smtp.SMTPError{Code: r.Code, EnhancedCode: r.Enhanced, Message: r.Text}
 }
 
-// Format returns the reply with its %s verbs filled from args.
+// Format returns the reply with its %s verbs filled from args. The text
+// stays one line: line breaks and other control characters in an argument
+// (a parser's error may end in CRLF) become spaces, as go-smtp would
+// otherwise split the reply into lines with the enhanced code on the last.
 func (r *Reply) Format(args ...any) *smtp.SMTPError {
-	return &smtp.SMTPError{Code: r.Code, EnhancedCode: r.Enhanced, Message: fmt.Sprintf(r.Text, args...)}
+	msg := strings.Map(func(c rune) rune {
+		if unicode.IsControl(c) {
+			return ' '
+		}
+		return c
+	}, fmt.Sprintf(r.Text, args...))
+	return &smtp.SMTPError{Code: r.Code, EnhancedCode: r.Enhanced, Message: strings.TrimSpace(msg)}
 }
 
 // Line renders an SMTP error as the single reply line a client sees,

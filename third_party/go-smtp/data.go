@@ -71,7 +71,16 @@ func newDataReader(c *Conn) *dataReader {
 func (r *dataReader) Read(b []byte) (n int, err error) {
 	if r.limited {
 		if r.n <= 0 {
-			return 0, ErrDataTooLarge
+			// A message of exactly the maximum size is allowed: only the
+			// end-of-data line may follow it (hve patch, see PATCHES.md).
+			var probe [1]byte
+			r.limited = false
+			n, err := r.Read(probe[:])
+			r.limited = true
+			if n > 0 {
+				return 0, ErrDataTooLarge
+			}
+			return 0, err
 		}
 		if int64(len(b)) > r.n {
 			b = b[0:r.n]
