@@ -33,6 +33,9 @@ type API struct {
 	tokenHash [sha256.Size]byte
 	log       *slog.Logger
 	mux       *http.ServeMux
+	// patterns lists every route routes() registers ("METHOD /path"), in
+	// order; openapi_test.go holds the OpenAPI document to exactly these.
+	patterns []string
 }
 
 // New returns the API; requests must carry the bearer token whose SHA-256
@@ -49,11 +52,15 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) routes() {
-	a.mux.HandleFunc("GET /api/openapi.json", func(w http.ResponseWriter, r *http.Request) {
+	handle := func(pattern string, h http.HandlerFunc) {
+		a.patterns = append(a.patterns, pattern)
+		a.mux.Handle(pattern, h)
+	}
+	handle("GET /api/openapi.json", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(openAPI)
 	})
-	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+	handle("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		depth, err := a.store.QueueDepth(r.Context())
 		if err != nil {
 			writeError(w, http.StatusServiceUnavailable, "store_unavailable", err.Error())
@@ -62,7 +69,7 @@ func (a *API) routes() {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "queue_depth": depth})
 	})
 	h := func(pattern string, fn func(w http.ResponseWriter, r *http.Request) error) {
-		a.mux.Handle(pattern, a.authed(fn))
+		handle(pattern, a.authed(fn).ServeHTTP)
 	}
 	t := func(pattern string, fn func(w http.ResponseWriter, r *http.Request, t directory.Tenant) error) {
 		h(pattern, a.tenant(fn))

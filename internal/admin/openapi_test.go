@@ -1,0 +1,575 @@
+package admin
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"reflect"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"hve/internal/queue"
+	"hve/internal/store"
+	"hve/internal/store/sqlite"
+	"hve/internal/trace"
+)
+
+const testToken = "hve_test_token"
+
+// newTestAPI returns an API over a fresh embedded store.
+func newTestAPI(t *testing.T) (*API, store.Store) {
+	t.Helper()
+	st, err := sqlite.Open(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return New(st, sha256.Sum256([]byte(testToken)), slog.New(slog.DiscardHandler)), st
+}
+
+// apiDoc is the parsed OpenAPI document.
+type apiDoc map[string]any
+
+func loadDoc(t *testing.T) apiDoc {
+	t.Helper()
+	var d apiDoc
+	dec := json.NewDecoder(bytes.NewReader(openAPI))
+	dec.UseNumber()
+	if err := dec.Decode(&d); err != nil {
+		t.Fatalf("openapi.json is not valid JSON: %v", err)
+	}
+	return d
+}
+
+var httpMethods = []string{"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+
+// operations returns every operation of the document as "METHOD /path".
+func (d apiDoc) operations() []string {
+	var ops []string
+	for path, item := range d["paths"].(map[string]any) {
+		for method := range item.(map[string]any) {
+			if slices.Contains(httpMethods, method) {
+				ops = append(ops, strings.ToUpper(method)+" "+path)
+			}
+		}
+	}
+	slices.Sort(ops)
+	return ops
+}
+
+// operation returns the operation object of "METHOD /path".
+func (d apiDoc) operation(pattern string) map[string]any {
+	method, path, _ := strings.Cut(pattern, " ")
+	item, _ := d["paths"].(map[string]any)[path].(map[string]any)
+	op, _ := item[strings.ToLower(method)].(map[string]any)
+	return op
+}
+
+// resolve follows a local $ref ("#/components/...") if o is one.
+func (d apiDoc) resolve(o map[string]any) (map[string]any, error) {
+	ref, ok := o["$ref"].(string)
+	if !ok {
+		return o, nil
+	}
+	var cur any = map[string]any(d)
+	for _, part := range strings.Split(strings.TrimPrefix(ref, "#/"), "/") {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("$ref %s does not resolve", ref)
+		}
+		if cur, ok = m[part]; !ok {
+			return nil, fmt.Errorf("$ref %s does not resolve", ref)
+		}
+	}
+	m, ok := cur.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("$ref %s is not an object", ref)
+	}
+	return m, nil
+}
+
+func TestOpenAPIDocument(t *testing.T) {
+	d := loadDoc(t)
+	if v, _ := d["openapi"].(string); !strings.HasPrefix(v, "3.1.") {
+		t.Fatalf("openapi = %q, want 3.1.x", v)
+	}
+	a, _ := newTestAPI(t)
+	registered := slices.Sorted(slices.Values(a.patterns))
+	documented := d.operations()
+	for _, p := range registered {
+		if !slices.Contains(documented, p) {
+			t.Errorf("route %q is registered in routes() but missing from openapi.json", p)
+		}
+	}
+	for _, op := range documented {
+		if !slices.Contains(registered, op) {
+			t.Errorf("operation %q is in openapi.json but routes() does not register it", op)
+		}
+	}
+
+	pathParam := regexp.MustCompile(`\{([^}]+)\}`)
+	for _, pattern := range documented {
+		op := d.operation(pattern)
+		method, path, _ := strings.Cut(pattern, " ")
+		// The mux must route the documented path to exactly this pattern.
+		concrete := pathParam.ReplaceAllString(path, "x1")
+		if _, got := a.mux.Handler(httptest.NewRequest(method, concrete, nil)); got != pattern {
+			t.Errorf("%s %s is routed to %q, want %q", method, concrete, got, pattern)
+		}
+		if id, _ := op["operationId"].(string); id == "" {
+			t.Errorf("%s: no operationId", pattern)
+		}
+		// Every path parameter is declared, and nothing else is declared in the path.
+		declared := map[string]bool{}
+		params, _ := op["parameters"].([]any)
+		for _, p := range params {
+			pm, err := d.resolve(p.(map[string]any))
+			if err != nil {
+				t.Errorf("%s: %v", pattern, err)
+				continue
+			}
+			if pm["in"] == "path" {
+				declared[pm["name"].(string)] = true
+				if pm["required"] != true {
+					t.Errorf("%s: path parameter %v must be required", pattern, pm["name"])
+				}
+			}
+		}
+		var inPath []string
+		for _, m := range pathParam.FindAllStringSubmatch(path, -1) {
+			inPath = append(inPath, m[1])
+			if !declared[m[1]] {
+				t.Errorf("%s: path parameter {%s} is not declared", pattern, m[1])
+			}
+		}
+		for name := range declared {
+			if !slices.Contains(inPath, name) {
+				t.Errorf("%s: declares path parameter %q that the path does not have", pattern, name)
+			}
+		}
+		responses, _ := op["responses"].(map[string]any)
+		if len(responses) == 0 {
+			t.Errorf("%s: no responses", pattern)
+		}
+		// Routes behind the token must document the 401.
+		public := pattern == "GET /api/openapi.json" || pattern == "GET /healthz"
+		if _, ok := responses["401"]; !public && !ok {
+			t.Errorf("%s: the 401 reply is not documented", pattern)
+		}
+		if sec, ok := op["security"].([]any); public != (ok && len(sec) == 0) {
+			t.Errorf("%s: security = %v; public endpoints must say security: [], the others inherit the bearer scheme", pattern, op["security"])
+		}
+	}
+	// Every $ref anywhere in the document resolves.
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			if _, ok := v["$ref"]; ok {
+				if _, err := d.resolve(v); err != nil {
+					t.Error(err)
+				}
+			}
+			for _, c := range v {
+				walk(c)
+			}
+		case []any:
+			for _, c := range v {
+				walk(c)
+			}
+		}
+	}
+	walk(map[string]any(d))
+	if _, ok := d["security"].([]any); !ok {
+		t.Error("no top-level security requirement")
+	}
+	if _, err := d.resolve(map[string]any{"$ref": "#/components/securitySchemes/bearerAuth"}); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestAPIAuth(t *testing.T) {
+	a, _ := newTestAPI(t)
+	rec := httptest.NewRecorder()
+	a.ServeHTTP(rec, httptest.NewRequest("GET", "/api/openapi.json", nil))
+	if rec.Code != http.StatusOK || !strings.HasPrefix(rec.Header().Get("Content-Type"), "application/json") {
+		t.Fatalf("GET /api/openapi.json without a token: %d %s", rec.Code, rec.Header().Get("Content-Type"))
+	}
+	if !bytes.Equal(rec.Body.Bytes(), openAPI) {
+		t.Error("GET /api/openapi.json does not serve the embedded document")
+	}
+
+	pathParam := regexp.MustCompile(`\{[^}]+\}`)
+	for _, pattern := range a.patterns {
+		if pattern == "GET /api/openapi.json" || pattern == "GET /healthz" {
+			continue
+		}
+		method, path, _ := strings.Cut(pattern, " ")
+		path = pathParam.ReplaceAllString(path, "x%40contoso.test")
+		for _, auth := range []string{"", "Bearer wrong", "Basic " + testToken, testToken} {
+			rec := httptest.NewRecorder()
+			req := httptest.NewRequest(method, path, strings.NewReader(`{}`))
+			if auth != "" {
+				req.Header.Set("Authorization", auth)
+			}
+			a.ServeHTTP(rec, req)
+			if rec.Code != http.StatusUnauthorized {
+				t.Errorf("%s %s with Authorization %q: status %d, want 401", method, path, auth, rec.Code)
+				continue
+			}
+			if rec.Header().Get("WWW-Authenticate") == "" {
+				t.Errorf("%s %s: 401 without WWW-Authenticate", method, path)
+			}
+			var body map[string]map[string]string
+			dec := json.NewDecoder(rec.Body)
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&body); err != nil {
+				t.Errorf("%s %s: 401 body is not the error shape: %v", method, path, err)
+				continue
+			}
+			e := body["error"]
+			if len(body) != 1 || len(e) != 2 || e["code"] != "unauthorized" || e["message"] == "" {
+				t.Errorf("%s %s: 401 body = %v, want {\"error\":{\"code\":\"unauthorized\",\"message\":...}}", method, path, body)
+			}
+		}
+	}
+}
+
+// TestOpenAPIMatchesHandlers drives every operation against a real store and
+// checks each request body and each reply against the document's schemas.
+func TestOpenAPIMatchesHandlers(t *testing.T) {
+	d := loadDoc(t)
+	a, st := newTestAPI(t)
+	ctx := context.Background()
+	seen := map[string]bool{}
+
+	// call sends a request to the route pattern (path values filled in
+	// from args, in order) and checks request and reply against the doc.
+	call := func(pattern string, body any, wantStatus int, args ...string) []byte {
+		t.Helper()
+		pattern, query, _ := strings.Cut(pattern, "?")
+		method, path, _ := strings.Cut(pattern, " ")
+		op := d.operation(pattern)
+		if op == nil {
+			t.Fatalf("%s is not in openapi.json", pattern)
+		}
+		seen[pattern] = true
+		var rd io.Reader
+		if body != nil {
+			b, _ := json.Marshal(body)
+			rb, _ := op["requestBody"].(map[string]any)
+			schema := mediaSchema(t, d, rb, "application/json")
+			// Requests meant to fail may break the schema; the others must keep it.
+			if err := d.validate(schema, decodeNumbers(t, b), "request"); err != nil && wantStatus < 300 {
+				t.Errorf("%s: request body %s does not match the document: %v", pattern, b, err)
+			}
+			rd = bytes.NewReader(b)
+		}
+		for _, arg := range args {
+			i, j := strings.IndexByte(path, '{'), strings.IndexByte(path, '}')
+			path = path[:i] + url.PathEscape(arg) + path[j+1:]
+		}
+		if query != "" {
+			path += "?" + query
+		}
+		req := httptest.NewRequest(method, path, rd)
+		if !strings.HasPrefix(pattern, "GET /api/openapi.json") && pattern != "GET /healthz" {
+			req.Header.Set("Authorization", "Bearer "+testToken)
+		}
+		rec := httptest.NewRecorder()
+		a.ServeHTTP(rec, req)
+		if rec.Code != wantStatus {
+			t.Fatalf("%s %s: status %d, want %d; body %s", method, path, rec.Code, wantStatus, rec.Body)
+		}
+		resp, ok := op["responses"].(map[string]any)[fmt.Sprint(rec.Code)].(map[string]any)
+		if !ok {
+			t.Fatalf("%s: status %d is not documented", pattern, rec.Code)
+		}
+		resp, err := d.resolve(resp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		content, _ := resp["content"].(map[string]any)
+		if len(content) == 0 {
+			if rec.Body.Len() != 0 {
+				t.Errorf("%s: %d documented without a body, but the reply has %q", pattern, rec.Code, rec.Body)
+			}
+			return nil
+		}
+		ctype, _, _ := strings.Cut(rec.Header().Get("Content-Type"), ";")
+		schema := mediaSchema(t, d, resp, ctype)
+		if ctype == "application/json" {
+			if err := d.validate(schema, decodeNumbers(t, rec.Body.Bytes()), "reply"); err != nil {
+				t.Errorf("%s: %d reply does not match the document: %v\n%s", pattern, rec.Code, err, rec.Body)
+			}
+		}
+		return rec.Body.Bytes()
+	}
+
+	const tenant = "default"
+	call("GET /healthz", nil, 200)
+	call("GET /api/openapi.json", nil, 200)
+	call("POST /api/v1/tenants", map[string]any{"name": tenant}, 201)
+	call("POST /api/v1/tenants", map[string]any{"name": tenant}, 409)
+	call("POST /api/v1/tenants", map[string]any{"name": "a b"}, 400)
+	call("GET /api/v1/tenants", nil, 200)
+	call("GET /api/v1/tenants/{tenant}/domains", nil, 404, "nope")
+
+	call("POST /api/v1/tenants/{tenant}/domains", map[string]any{"name": "contoso.test"}, 201, tenant)
+	call("POST /api/v1/tenants/{tenant}/domains", map[string]any{"name": "relay.contoso.test", "type": "internal-relay"}, 201, tenant)
+	call("GET /api/v1/tenants/{tenant}/domains", nil, 200, tenant)
+
+	call("POST /api/v1/tenants/{tenant}/mailboxes", map[string]any{"name": "alice", "address": "alice@contoso.test",
+		"display_name": "Alice Adams", "aliases": []string{"a@contoso.test"}, "password": "alice-password"}, 201, tenant)
+	call("POST /api/v1/tenants/{tenant}/mailboxes", map[string]any{"name": "bob", "address": "bob@contoso.test"}, 201, tenant)
+	call("POST /api/v1/tenants/{tenant}/mailboxes", map[string]any{"name": "eve", "address": "eve@example.com"}, 400, tenant)
+	call("GET /api/v1/tenants/{tenant}/mailboxes", nil, 200, tenant)
+
+	var created map[string]any
+	json.Unmarshal(call("POST /api/v1/tenants/{tenant}/accounts", map[string]any{"name": "App", "address": "app@contoso.test",
+		"reply_to": "bob@contoso.test"}, 201, tenant), &created)
+	if pw, _ := created["password"].(string); pw == "" {
+		t.Error("account created without a password: the reply has no generated password")
+	}
+	created = nil
+	json.Unmarshal(call("POST /api/v1/tenants/{tenant}/accounts", map[string]any{"name": "Scanner", "address": "scanner@contoso.test",
+		"password": "scanner-password", "enabled": false, "aliases": []string{"scan@contoso.test"}, "display_name": "Scanner"}, 201, tenant), &created)
+	if _, ok := created["password"]; ok {
+		t.Error("account created with a password: the reply must not echo it")
+	}
+	call("POST /api/v1/tenants/{tenant}/accounts", map[string]any{"name": "Dup", "address": "a@contoso.test"}, 409, tenant)
+	call("GET /api/v1/tenants/{tenant}/accounts", nil, 200, tenant)
+	call("GET /api/v1/tenants/{tenant}/accounts/{address}", nil, 200, tenant, "app@contoso.test")
+	call("GET /api/v1/tenants/{tenant}/accounts/{address}", nil, 404, tenant, "alice@contoso.test")
+	call("GET /api/v1/tenants/{tenant}/accounts/{address}", nil, 400, tenant, "not-an-address")
+	call("PATCH /api/v1/tenants/{tenant}/accounts/{address}", map[string]any{"display_name": "The App", "enabled": false,
+		"reply_to": "", "password": "new-password", "aliases": []string{"app2@contoso.test"}}, 200, tenant, "app@contoso.test")
+	call("PATCH /api/v1/tenants/{tenant}/accounts/{address}", map[string]any{"password": "short"}, 400, tenant, "app@contoso.test")
+
+	call("POST /api/v1/tenants/{tenant}/groups", map[string]any{"name": "Team", "address": "team@contoso.test"}, 201, tenant)
+	call("POST /api/v1/tenants/{tenant}/groups", map[string]any{"name": "All", "address": "all@contoso.test"}, 201, tenant)
+	call("POST /api/v1/tenants/{tenant}/groups/{address}/members", map[string]any{"address": "alice@contoso.test"}, 200, tenant, "team@contoso.test")
+	call("POST /api/v1/tenants/{tenant}/groups/{address}/members", map[string]any{"address": "team@contoso.test"}, 200, tenant, "all@contoso.test")
+	call("POST /api/v1/tenants/{tenant}/groups/{address}/members", map[string]any{"address": "all@contoso.test"}, 200, tenant, "team@contoso.test")
+	call("POST /api/v1/tenants/{tenant}/groups/{address}/members", map[string]any{"address": "alice@contoso.test"}, 409, tenant, "team@contoso.test")
+	call("POST /api/v1/tenants/{tenant}/groups/{address}/members", map[string]any{"address": "app@contoso.test"}, 400, tenant, "team@contoso.test")
+	call("GET /api/v1/tenants/{tenant}/groups", nil, 200, tenant)
+
+	// A delivered message, as the spool and the delivery worker leave it.
+	tn, err := st.TenantByName(ctx, tenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice, err := st.MailboxByAddress(ctx, "alice@contoso.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	msg := &queue.Message{QueueID: queue.NewID(now), TenantID: tn.ID, Sender: "app@contoso.test", Recipients: []string{"team@contoso.test"},
+		MessageID: "m1@test", Subject: "Hello", ClientIP: "192.0.2.1", ReceivedAt: now, Body: []byte("Subject: Hello\r\n\r\nHi\r\n")}
+	msg.Size = int64(len(msg.Body))
+	ev := trace.Event{TenantID: tn.ID, Time: now, QueueID: msg.QueueID, MessageID: msg.MessageID, Sender: msg.Sender,
+		Recipient: "team@contoso.test", Event: trace.EventReceived, Status: trace.StatusPending, ClientIP: msg.ClientIP, Subject: msg.Subject, Size: msg.Size}
+	if err := st.Enqueue(ctx, []*queue.Message{msg}, []trace.Event{ev}); err != nil {
+		t.Fatal(err)
+	}
+	ev.Recipient, ev.Event, ev.Status = alice.Address, trace.EventDelivered, trace.StatusDelivered
+	if err := st.Finish(ctx, []store.Delivery{{QueueID: msg.QueueID, Copies: []store.MailboxCopy{{MailboxID: alice.ID, Recipient: alice.Address}},
+		Events: []trace.Event{ev}}}); err != nil {
+		t.Fatal(err)
+	}
+	var list []map[string]any
+	json.Unmarshal(call("GET /api/v1/tenants/{tenant}/mailboxes/{address}/messages", nil, 200, tenant, "alice@contoso.test"), &list)
+	if len(list) != 1 {
+		t.Fatalf("alice has %d messages, want 1", len(list))
+	}
+	call("GET /api/v1/tenants/{tenant}/mailboxes/{address}/messages", nil, 200, tenant, "bob@contoso.test")
+	id := fmt.Sprint(list[0]["id"])
+	if body := call("GET /api/v1/tenants/{tenant}/mailboxes/{address}/messages/{id}", nil, 200, tenant, "alice@contoso.test", id); !bytes.Equal(body, msg.Body) {
+		t.Errorf("message body = %q, want %q", body, msg.Body)
+	}
+	call("GET /api/v1/tenants/{tenant}/mailboxes/{address}/messages/{id}", nil, 404, tenant, "bob@contoso.test", id)
+	call("GET /api/v1/tenants/{tenant}/mailboxes/{address}/messages/{id}", nil, 400, tenant, "alice@contoso.test", "x")
+
+	call("GET /api/v1/tenants/{tenant}/trace", nil, 200, tenant)
+	for _, q := range []string{"sender=APP@contoso.test&since=2h&until=" + now.Add(time.Minute).Format(time.RFC3339), "status=delivered&limit=1",
+		"queue_id=%3C" + strings.ToLower(msg.QueueID) + "%3E&after=0", "message_id=%3Cm1@test%3E&recipient=alice@contoso.test&client_ip=192.0.2.1"} {
+		var events []map[string]any
+		json.Unmarshal(call("GET /api/v1/tenants/{tenant}/trace?"+q, nil, 200, tenant), &events)
+		if len(events) == 0 {
+			t.Errorf("trace?%s found nothing", q)
+		}
+	}
+	for _, q := range []string{"status=bogus", "since=yesterday", "limit=-1", "after=x"} {
+		call("GET /api/v1/tenants/{tenant}/trace?"+q, nil, 400, tenant)
+	}
+
+	call("DELETE /api/v1/tenants/{tenant}/groups/{address}/members/{member}", nil, 200, tenant, "team@contoso.test", "all@contoso.test")
+	call("DELETE /api/v1/tenants/{tenant}/groups/{address}/members/{member}", nil, 404, tenant, "team@contoso.test", "bob@contoso.test")
+	call("DELETE /api/v1/tenants/{tenant}/domains/{name}", nil, 400, tenant, "contoso.test")
+	call("DELETE /api/v1/tenants/{tenant}/domains/{name}", nil, 204, tenant, "relay.contoso.test")
+	call("DELETE /api/v1/tenants/{tenant}/groups/{address}", nil, 204, tenant, "all@contoso.test")
+	call("DELETE /api/v1/tenants/{tenant}/accounts/{address}", nil, 204, tenant, "app@contoso.test")
+	call("DELETE /api/v1/tenants/{tenant}/accounts/{address}", nil, 404, tenant, "app@contoso.test")
+	call("DELETE /api/v1/tenants/{tenant}/mailboxes/{address}", nil, 204, tenant, "bob@contoso.test")
+
+	for _, op := range d.operations() {
+		if !seen[op] {
+			t.Errorf("%s is not exercised by this test; add it to the scenario", op)
+		}
+	}
+}
+
+// mediaSchema returns the schema of a request body or response object for a
+// content type.
+func mediaSchema(t *testing.T, d apiDoc, obj map[string]any, ctype string) map[string]any {
+	t.Helper()
+	content, _ := obj["content"].(map[string]any)
+	media, ok := content[ctype].(map[string]any)
+	if !ok {
+		t.Fatalf("content type %q is not documented (have %v)", ctype, slices.Collect(mapKeys(content)))
+	}
+	return media["schema"].(map[string]any)
+}
+
+func mapKeys(m map[string]any) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+func decodeNumbers(t *testing.T, b []byte) any {
+	t.Helper()
+	var v any
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	if err := dec.Decode(&v); err != nil {
+		t.Fatalf("not JSON: %v: %s", err, b)
+	}
+	return v
+}
+
+// validate checks v against the subset of JSON Schema that openapi.json
+// uses: $ref, allOf, type, properties, required, additionalProperties:
+// false, items, enum, const, minimum, minLength and the formats date-time,
+// email and int64.
+func (d apiDoc) validate(schema map[string]any, v any, at string) error {
+	if _, ok := schema["$ref"]; ok {
+		target, err := d.resolve(schema)
+		if err != nil {
+			return err
+		}
+		if err := d.validate(target, v, at); err != nil {
+			return err
+		}
+	}
+	if all, ok := schema["allOf"].([]any); ok {
+		for _, s := range all {
+			if err := d.validate(s.(map[string]any), v, at); err != nil {
+				return err
+			}
+		}
+	}
+	if c, ok := schema["const"]; ok && !reflect.DeepEqual(c, v) {
+		return fmt.Errorf("%s: %v, want %v", at, v, c)
+	}
+	if enum, ok := schema["enum"].([]any); ok && !slices.ContainsFunc(enum, func(e any) bool { return reflect.DeepEqual(e, v) }) {
+		return fmt.Errorf("%s: %v is not one of %v", at, v, enum)
+	}
+	typ, _ := schema["type"].(string)
+	switch typ {
+	case "":
+	case "object":
+		obj, ok := v.(map[string]any)
+		if !ok {
+			return fmt.Errorf("%s: %T, want an object", at, v)
+		}
+		props, _ := schema["properties"].(map[string]any)
+		required, _ := schema["required"].([]any)
+		for _, r := range required {
+			if _, ok := obj[r.(string)]; !ok {
+				return fmt.Errorf("%s: required field %q is missing", at, r)
+			}
+		}
+		for k, fv := range obj {
+			ps, ok := props[k].(map[string]any)
+			if !ok {
+				if schema["additionalProperties"] == false {
+					return fmt.Errorf("%s: field %q is not in the schema", at, k)
+				}
+				continue
+			}
+			if err := d.validate(ps, fv, at+"."+k); err != nil {
+				return err
+			}
+		}
+	case "array":
+		arr, ok := v.([]any)
+		if !ok {
+			return fmt.Errorf("%s: %T, want an array", at, v)
+		}
+		items, _ := schema["items"].(map[string]any)
+		for i, e := range arr {
+			if items != nil {
+				if err := d.validate(items, e, fmt.Sprintf("%s[%d]", at, i)); err != nil {
+					return err
+				}
+			}
+		}
+	case "string":
+		s, ok := v.(string)
+		if !ok {
+			return fmt.Errorf("%s: %T, want a string", at, v)
+		}
+		if n, ok := schema["minLength"].(json.Number); ok {
+			if min, _ := n.Int64(); int64(len(s)) < min {
+				return fmt.Errorf("%s: %q is shorter than %d", at, s, min)
+			}
+		}
+		switch schema["format"] {
+		case "date-time":
+			if _, err := time.Parse(time.RFC3339Nano, s); err != nil {
+				return fmt.Errorf("%s: %q is not a date-time", at, s)
+			}
+		case "email":
+			if !strings.Contains(s, "@") {
+				return fmt.Errorf("%s: %q is not an address", at, s)
+			}
+		}
+	case "integer":
+		n, ok := v.(json.Number)
+		if !ok {
+			return fmt.Errorf("%s: %T, want an integer", at, v)
+		}
+		i, err := n.Int64()
+		if err != nil {
+			return fmt.Errorf("%s: %v is not an integer", at, n)
+		}
+		if m, ok := schema["minimum"].(json.Number); ok {
+			if min, _ := m.Int64(); i < min {
+				return fmt.Errorf("%s: %d is below %d", at, i, min)
+			}
+		}
+	case "boolean":
+		if _, ok := v.(bool); !ok {
+			return fmt.Errorf("%s: %T, want a boolean", at, v)
+		}
+	default:
+		return fmt.Errorf("%s: the validator does not know type %q", at, typ)
+	}
+	return nil
+}
