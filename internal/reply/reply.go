@@ -67,13 +67,13 @@ var (
 		Name: "auth-failed", Code: 535, Enhanced: smtp.EnhancedCode{5, 7, 3},
 		Text:  "Authentication unsuccessful",
 		Cause: "The username is not an HVE account's primary address, or the password is wrong. Both give the same reply so that nobody can probe which accounts exist.",
-		Fix:   "Use the account's primary address as the username and check the password; `hve trace --sender ADDRESS` and the server log show which of the two it was. Reset it with `hve account set ADDRESS --password-stdin`.",
+		Fix:   "Use the account's primary address as the username and check the password; the server log (`sign-in refused`, with a reason) says which of the two it was. Reset it with `hve account set ADDRESS --password-stdin`.",
 	}
 	MailboxOnHVEEndpoint = &Reply{
 		Name: "mailbox-on-hve-endpoint", Code: 535, Enhanced: smtp.EnhancedCode{5, 7, 3},
 		Text:  "Authentication unsuccessful, this endpoint accepts High Volume Email accounts only",
 		Cause: "A mailbox (a person's or a shared mailbox) signed in with its correct password on the HVE endpoint.",
-		Fix:   "Create an HVE account for the application (`hve account create`) and sign in with it; mailboxes use the standard client endpoint.",
+		Fix:   "Create an HVE account for the application (`hve account create`) and sign in with it; a mailbox cannot send through the HVE endpoint.",
 	}
 	AccountLocked = &Reply{
 		Name: "account-locked", Code: 535, Enhanced: smtp.EnhancedCode{5, 7, 139},
@@ -127,7 +127,7 @@ var (
 		Name: "recipient-not-found", Code: 550, Enhanced: smtp.EnhancedCode{5, 1, 10},
 		Text:  "RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup",
 		Cause: "The recipient is in an authoritative accepted domain but no mailbox or group has that address (HVE accounts cannot receive).",
-		Fix:   "Check the address for typos; create the mailbox or group; or make the domain `internal-relay` if some of its mailboxes live on another mail system.",
+		Fix:   "Check the address for typos, or create the mailbox or group. If some of the domain's mailboxes live on another mail system, the domain must be an `internal-relay` domain (remove it and add it again with `--type internal-relay` once no address uses it).",
 	}
 	MessageTooLarge = &Reply{
 		Name: "message-too-large", Code: 552, Enhanced: smtp.EnhancedCode{5, 3, 4},

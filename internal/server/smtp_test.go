@@ -397,6 +397,14 @@ func TestRcptInvalidAddress(t *testing.T) {
 	wantReply(t, code, text, 501, "5.1.3", "Bad address syntax", "alice@contoso.test@contoso.test")
 }
 
+func TestMailFromInvalidAddress(t *testing.T) {
+	t.Parallel()
+	n := startNode(t)
+	c := n.signIn()
+	code, text := c.cmd("MAIL FROM:<app@contoso.test@contoso.test>")
+	wantReply(t, code, text, 501, "5.1.3", "Bad address syntax", "app@contoso.test@contoso.test")
+}
+
 func TestInternalRelayUnknownRecipient(t *testing.T) {
 	t.Parallel()
 	n := startNode(t)
@@ -469,6 +477,12 @@ func TestSizeDeclaredInMail(t *testing.T) {
 	c.ok(c.cmd("RCPT TO:<alice@" + domain + ">"))
 	code, text = c.data(message("small after all", "From: "+appAddr, "Subject: declared"))
 	queueID(t, code, text)
+
+	// The refusal, given by the protocol layer, is in trace all the same.
+	n.waitTrace(trace.Query{Status: trace.StatusRejected}, "refusal of SIZE=", func(evs []trace.Event) bool {
+		return len(evs) == 1 && evs[0].Sender == appAddr &&
+			evs[0].Detail == "552 5.3.4 Message size exceeds fixed maximum message size"
+	})
 }
 
 // bigMessage returns a message of exactly size bytes (size > 100), in CRLF

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -88,7 +89,12 @@ func New(ctx context.Context, cfg Config, dir Directory, spool Spool, rec Record
 	s.Domain = cfg.Hostname
 	s.TLSConfig = cfg.TLS
 	s.MaxMessageBytes = cfg.MaxMessageBytes
-	s.MessageTooLarge = reply.MessageTooLarge.Err()
+	s.MessageTooLarge = func(c *smtp.Conn) *smtp.SMTPError {
+		if sess, ok := c.Session().(*session); ok {
+			return sess.refuse(strings.Join(sess.rcpts, ","), reply.MessageTooLarge.Err())
+		}
+		return reply.MessageTooLarge.Err()
+	}
 	// The recipient cap is enforced by the session, with the reply of the
 	// spec and without counting duplicates.
 	s.MaxRecipients = 0

@@ -128,7 +128,9 @@ func (s *session) login(username, pw string) error {
 }
 
 // Mail starts a transaction.
-func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+// A SIZE= over the limit never gets here: go-smtp refuses it through the
+// endpoint's MessageTooLarge hook.
+func (s *session) Mail(from string, _ *smtp.MailOptions) error {
 	s.Reset()
 	if !s.tls() {
 		return reply.MustStartTLS.Err()
@@ -136,11 +138,14 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if s.account == nil {
 		return reply.NotAuthenticated.Err()
 	}
-	if opts != nil && opts.Size > s.e.cfg.MaxMessageBytes {
-		return s.refuse("", reply.MessageTooLarge.Err())
+	if from == "" { // the null sender is for bounces, never an account's
+		return s.refuse("", reply.SenderDenied.Err())
 	}
 	addr, err := directory.NormalizeAddress(from)
-	if err != nil || !s.account.SendsAs(addr) {
+	if err != nil {
+		return s.refuse("", reply.InvalidAddress.Format(from))
+	}
+	if !s.account.SendsAs(addr) {
 		return s.refuse("", reply.SenderDenied.Err())
 	}
 	s.from = addr
@@ -227,7 +232,7 @@ func (s *session) Data(r io.Reader) error {
 }
 
 // refuse records a submission refusal in trace and returns the reply.
-func (s *session) refuse(rcpt string, e *smtp.SMTPError) error {
+func (s *session) refuse(rcpt string, e *smtp.SMTPError) *smtp.SMTPError {
 	line := reply.Line(e)
 	s.log.Info("submission refused", "from", s.from, "rcpt", rcpt, "reply", line)
 	if s.account != nil {

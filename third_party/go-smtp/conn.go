@@ -358,7 +358,7 @@ func (c *Conn) handleMail(arg string) {
 			}
 
 			if c.server.MaxMessageBytes > 0 && int64(size) > c.server.MaxMessageBytes {
-				c.writeError(552, EnhancedCode{5, 3, 4}, c.server.messageTooLarge())
+				c.writeError(552, EnhancedCode{5, 3, 4}, c.server.messageTooLarge(c))
 				return
 			}
 
@@ -1025,7 +1025,7 @@ func (c *Conn) handleBdat(arg string) {
 	}
 
 	if c.server.MaxMessageBytes != 0 && c.bytesReceived+int64(size) > c.server.MaxMessageBytes {
-		c.writeError(552, EnhancedCode{5, 3, 4}, c.server.messageTooLarge())
+		c.writeError(552, EnhancedCode{5, 3, 4}, c.server.messageTooLarge(c))
 
 		// Discard chunk itself without passing it to backend.
 		io.Copy(ioutil.Discard, io.LimitReader(c.text.R, int64(size)))

@@ -34,10 +34,11 @@ type Server struct {
 	Domain          string
 	MaxRecipients   int
 	MaxMessageBytes int64
-	// MessageTooLarge, when set, is the reply given when a message exceeds
-	// MaxMessageBytes (declared with MAIL SIZE= or sent with BDAT).
+	// MessageTooLarge, when set, is called when a message exceeds
+	// MaxMessageBytes (declared with MAIL SIZE= or sent with BDAT) and
+	// returns the reply to give; the server can also record the refusal.
 	// hve patch: upstream hard-codes this text.
-	MessageTooLarge   *SMTPError
+	MessageTooLarge   func(c *Conn) *SMTPError
 	MaxLineLength     int
 	AllowInsecureAuth bool
 	Debug             io.Writer
@@ -326,10 +327,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // messageTooLarge is the reply for a message larger than MaxMessageBytes.
-// hve patch: lets the server choose the text.
-func (s *Server) messageTooLarge() *SMTPError {
+// hve patch: lets the server choose the text and see the refusal.
+func (s *Server) messageTooLarge(c *Conn) *SMTPError {
 	if s.MessageTooLarge != nil {
-		return s.MessageTooLarge
+		return s.MessageTooLarge(c)
 	}
 	return ErrDataTooLarge
 }
