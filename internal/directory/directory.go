@@ -11,6 +11,7 @@ import (
 	"net/mail"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // DefaultTenant is the name of the tenant that exists from first start.
@@ -149,6 +150,11 @@ func NormalizeAddress(s string) (string, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return "", fmt.Errorf("%w: empty", ErrInvalidAddress)
+	}
+	// net/mail takes any non-ASCII rune (RFC 6532), C1 controls and
+	// Unicode spaces such as U+0085 included; no real address has them.
+	if strings.ContainsFunc(s, func(r rune) bool { return unicode.IsControl(r) || unicode.IsSpace(r) }) {
+		return "", fmt.Errorf("%w: %q holds white space or control characters", ErrInvalidAddress, s)
 	}
 	a, err := mail.ParseAddress(s)
 	if err != nil || a.Name != "" || a.Address != s {

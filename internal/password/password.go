@@ -55,6 +55,10 @@ func Verify(hash, pw string) error {
 	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &mem, &t, &p); err != nil {
 		return fmt.Errorf("malformed argon2 parameters %q: %w", parts[3], err)
 	}
+	// argon2.IDKey panics on zero passes or lanes.
+	if t < 1 || p < 1 {
+		return fmt.Errorf("malformed argon2 parameters %q: passes and lanes must be at least 1", parts[3])
+	}
 	b64 := base64.RawStdEncoding
 	salt, err := b64.DecodeString(parts[4])
 	if err != nil {
@@ -63,6 +67,10 @@ func Verify(hash, pw string) error {
 	want, err := b64.DecodeString(parts[5])
 	if err != nil {
 		return fmt.Errorf("malformed argon2 key: %w", err)
+	}
+	// RFC 9106 minimums; an empty key also makes argon2.IDKey panic.
+	if len(salt) < 8 || len(want) < 4 {
+		return fmt.Errorf("malformed argon2 hash: salt of %d bytes or key of %d bytes is too short", len(salt), len(want))
 	}
 	got := argon2.IDKey([]byte(pw), salt, t, mem, p, uint32(len(want)))
 	if subtle.ConstantTimeCompare(got, want) != 1 {

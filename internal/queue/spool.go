@@ -32,6 +32,10 @@ type Spool struct {
 	maxBatch int
 	maxBytes int64
 
+	// mu orders Submit's hand-over before Close: once closed is set, no
+	// submission can enter reqs, so drain sees every one handed over.
+	mu        sync.RWMutex
+	closed    bool
 	closeOnce sync.Once
 	closing   chan struct{}
 	done      chan struct{}
@@ -65,13 +69,18 @@ func NewSpool(w Writer, onQueued func([]*Message), log *slog.Logger) *Spool {
 // message is then kept.
 func (s *Spool) Submit(ctx context.Context, msg *Message, events []trace.Event) error {
 	sub := &submission{msg: msg, events: events, result: make(chan error, 1)}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return ErrClosed
+	}
 	select {
 	case s.reqs <- sub:
-	case <-s.closing:
-		return ErrClosed
 	case <-ctx.Done():
+		s.mu.RUnlock()
 		return ctx.Err()
 	}
+	s.mu.RUnlock()
 	// Once handed over, the message may be committed whatever the caller
 	// does, so wait for the outcome rather than the context.
 	return <-sub.result
@@ -79,6 +88,9 @@ func (s *Spool) Submit(ctx context.Context, msg *Message, events []trace.Event) 
 
 // Close stops accepting messages and waits for batches in flight.
 func (s *Spool) Close() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
 	s.closeOnce.Do(func() { close(s.closing) })
 	<-s.done
 }

@@ -1,0 +1,103 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func writeFile(t *testing.T, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "hve.toml")
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestLoad(t *testing.T) {
+	path := writeFile(t, `
+data = "/var/lib/hve"
+hostname = "mail.example.com"
+log_level = "debug"
+
+[smtp]
+addr = ":2587"
+tls_cert = "/etc/hve/cert.pem"
+tls_key = "/etc/hve/key.pem"
+max_recipients = 10
+max_message_bytes = 1048576
+
+[admin]
+addr = "127.0.0.1:9000"
+`)
+	got, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{
+		Data:     "/var/lib/hve",
+		Hostname: "mail.example.com",
+		LogLevel: "debug",
+		SMTP:     SMTP{Addr: ":2587", TLSCert: "/etc/hve/cert.pem", TLSKey: "/etc/hve/key.pem", MaxRecipients: 10, MaxMessageBytes: 1 << 20},
+		Admin:    Admin{Addr: "127.0.0.1:9000"},
+	}
+	if got != want {
+		t.Errorf("Load = %+v\nwant %+v", got, want)
+	}
+}
+
+func TestLoadKeepsDefaultsForMissingSettings(t *testing.T) {
+	got, err := Load(writeFile(t, "hostname = \"mx.example.com\"\n[smtp]\nmax_recipients = 5\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Default()
+	want.Hostname = "mx.example.com"
+	want.SMTP.MaxRecipients = 5
+	if got != want {
+		t.Errorf("Load = %+v\nwant the defaults with two changes: %+v", got, want)
+	}
+	if got.SMTP.Addr != ":587" || got.SMTP.MaxMessageBytes != 10<<20 || got.Admin.Addr != "127.0.0.1:8025" {
+		t.Errorf("defaults changed: %+v", got)
+	}
+}
+
+func TestLoadEmptyFile(t *testing.T) {
+	got, err := Load(writeFile(t, ""))
+	if err != nil || got != Default() {
+		t.Errorf("Load(empty file) = %+v, %v; want the defaults", got, err)
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	tests := []struct {
+		name, content, wantInErr string
+	}{
+		{"unknown top-level key", "hostnme = \"x\"\n", "hostnme"},
+		{"unknown nested key", "[smtp]\nmax_recipient = 5\n", "smtp.max_recipient"},
+		{"unknown table", "[imap]\naddr = \":143\"\n", "imap"},
+		{"wrong type", "[smtp]\nmax_recipients = \"many\"\n", "max_recipients"},
+		{"not TOML", "data = \n", "hve.toml"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Load(writeFile(t, tc.content))
+			if err == nil || !strings.Contains(err.Error(), tc.wantInErr) {
+				t.Errorf("Load = %v, want an error naming %q", err, tc.wantInErr)
+			}
+		})
+	}
+	if _, err := Load(filepath.Join(t.TempDir(), "missing.toml")); err == nil {
+		t.Error("Load of a missing file succeeded")
+	}
+}
+
+func TestDefault(t *testing.T) {
+	d := Default()
+	if d.Hostname == "" || d.Data == "" || d.SMTP.Addr == "" || d.Admin.Addr == "" || d.LogLevel != "info" ||
+		d.SMTP.MaxRecipients <= 0 || d.SMTP.MaxMessageBytes <= 0 || d.Store != "" {
+		t.Errorf("Default() = %+v", d)
+	}
+}
