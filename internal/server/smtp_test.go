@@ -452,7 +452,7 @@ func TestRecipientLimit(t *testing.T) {
 
 	code, text = c.data(message("hi", "From: "+appAddr, "Subject: fifty"))
 	qid := queueID(t, code, text)
-	evs := n.trace(trace.Query{QueueID: qid, Status: trace.StatusPending})
+	evs := n.trace(trace.Query{QueueID: qid})
 	if got := countEvents(evs, trace.EventReceived); got != 50 {
 		t.Errorf("%d Received events, want one per distinct envelope recipient (50)", got)
 	}
@@ -617,7 +617,7 @@ func TestAcceptedNamesQueueID(t *testing.T) {
 	qid := queueID(t, code, text)
 
 	// The queue id finds the message in trace at once.
-	evs := n.trace(trace.Query{QueueID: qid, Status: trace.StatusPending})
+	evs := n.trace(trace.Query{QueueID: qid})
 	if countEvents(evs, trace.EventReceived) != 2 {
 		t.Fatalf("trace of %s:\n%s\nwant a Received event per recipient", qid, formatEvents(evs))
 	}

@@ -54,10 +54,13 @@ type Query struct {
 	Recipient string
 	MessageID string
 	QueueID   string
-	Status    string
-	ClientIP  string
-	Since     time.Time
-	Until     time.Time
+	// Status selects recipients whose current status it is: the status of
+	// the latest event for the same queue id and recipient. Refusals at
+	// submission (no queue id) stand on their own.
+	Status   string
+	ClientIP string
+	Since    time.Time
+	Until    time.Time
 	// AfterID pages: only events with a larger ID are returned.
 	AfterID int64
 	// Limit caps the number of events; 0 means the store's default of 1000.

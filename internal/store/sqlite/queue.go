@@ -207,7 +207,10 @@ func (s *Store) SearchTrace(ctx context.Context, q trace.Query) ([]trace.Event, 
 		add("queue_id = ?", q.QueueID)
 	}
 	if q.Status != "" {
-		add("status = ?", q.Status)
+		// A recipient's status is that of its latest event: a Received
+		// (Pending) event no longer counts once Delivered or Expanded follows.
+		add(`status = ? AND (queue_id = '' OR NOT EXISTS (SELECT 1 FROM trace_events l
+			WHERE l.queue_id = trace_events.queue_id AND l.recipient = trace_events.recipient AND l.id > trace_events.id))`, q.Status)
 	}
 	if q.ClientIP != "" {
 		add("client_ip = ?", q.ClientIP)

@@ -1019,7 +1019,8 @@ func testFinish(t *testing.T, s store.Store) {
 	bob := newMailbox(t, s, ten.ID, "bob@a.example")
 	at := baseTime()
 	m1, m2, m3 := newMessage(ten.ID, acc.ID, 1, at), newMessage(ten.ID, acc.ID, 2, at), newMessage(ten.ID, acc.ID, 3, at)
-	check(t, s.Enqueue(ctx, []*queue.Message{m1, m2, m3}, nil))
+	// Each message's first recipient (alice) is Pending until delivery.
+	check(t, s.Enqueue(ctx, []*queue.Message{m1, m2, m3}, []trace.Event{receivedEvent(m1), receivedEvent(m3)}))
 	now := time.Now()
 	must(t, of(s.Claim(ctx, "w1", now, 10, time.Minute)))
 
@@ -1050,6 +1051,13 @@ func testFinish(t *testing.T, s store.Store) {
 	}
 	if ev := must(t, of(s.SearchTrace(ctx, trace.Query{TenantID: ten.ID, QueueID: m2.QueueID, Status: trace.StatusFailed}))); len(ev) != 1 {
 		t.Errorf("Finish stored %d Failed events of %s, want 1", len(ev), m2.QueueID)
+	}
+	// A status filter sees where a recipient stands now: m1's alice was
+	// Pending (Received) and is Delivered, so she is no longer Pending;
+	// m3's, not delivered yet, still is.
+	pending := must(t, of(s.SearchTrace(ctx, trace.Query{TenantID: ten.ID, Status: trace.StatusPending})))
+	if len(pending) != 1 || pending[0].QueueID != m3.QueueID {
+		t.Errorf("Pending recipients = %v, want only %s's", pending, m3.QueueID)
 	}
 	// Mailbox copies refer to the body, so it is kept.
 	if body := must(t, of(s.MessageBody(ctx, m1.QueueID))); !bytes.Equal(body, m1.Body) {
