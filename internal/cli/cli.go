@@ -76,6 +76,10 @@ func Run(args []string, env Env) int {
 	}
 	cmd, rest := find(args)
 	if cmd == nil {
+		if len(args) == 1 && (args[0] == "help" || args[0] == "-h" || args[0] == "--help") {
+			usage(env.Stdout, args) // asked for: not an error
+			return 0
+		}
 		usage(env.Stderr, args)
 		return 2
 	}

@@ -173,7 +173,8 @@ func TestCommandLookupAndUsage(t *testing.T) {
 	}{
 		{"unknown command", []string{"frobnicate"}, 2, `unknown command "frobnicate"`, ""},
 		{"command group alone", []string{"mailbox"}, 2, "usage: hve COMMAND", ""},
-		{"help", []string{"help"}, 2, "mailbox messages ADDRESS", ""},
+		{"help", []string{"help"}, 0, "", "mailbox messages ADDRESS"},
+		{"--help", []string{"--help"}, 0, "", "usage: hve COMMAND"},
 		{"no arguments", nil, 2, "usage: hve COMMAND", ""},
 		{"missing argument", []string{"mailbox", "messages"}, 2, "expected ADDRESS, got 0 argument(s)", ""},
 		{"too many arguments", []string{"mailbox", "messages", "a@contoso.test", "b@contoso.test"}, 2, "expected ADDRESS, got 2", ""},

@@ -59,6 +59,11 @@ func Verify(hash, pw string) error {
 	if t < 1 || p < 1 {
 		return fmt.Errorf("malformed argon2 parameters %q: passes and lanes must be at least 1", parts[3])
 	}
+	// A corrupted or hostile hash must not make one sign-in take gigabytes
+	// or minutes.
+	if mem > 1<<20 || t > 64 {
+		return fmt.Errorf("argon2 parameters %q exceed the limits (1 GiB, 64 passes)", parts[3])
+	}
 	b64 := base64.RawStdEncoding
 	salt, err := b64.DecodeString(parts[4])
 	if err != nil {

@@ -128,3 +128,12 @@ func TestGenerate(t *testing.T) {
 		t.Errorf("24000 generated characters use %d of the %d characters of the alphabet", len(used), len(alphabet))
 	}
 }
+
+func TestVerifyRefusesExcessiveParameters(t *testing.T) {
+	for _, params := range []string{"m=2097152,t=2,p=1", "m=19456,t=1000,p=1"} {
+		hash := "$argon2id$v=19$" + params + "$c2FsdHNhbHRzYWx0$a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2U"
+		if err := Verify(hash, "x"); err == nil || errors.Is(err, ErrMismatch) {
+			t.Errorf("Verify with %s = %v, want an error about the limits", params, err)
+		}
+	}
+}

@@ -46,10 +46,13 @@ func (r *Recorder) Record(e Event) {
 }
 
 // Close writes what is queued and stops.
+// It may be called more than once.
 func (r *Recorder) Close() {
 	r.mu.Lock()
-	r.closed = true
-	close(r.events)
+	if !r.closed {
+		r.closed = true
+		close(r.events)
+	}
 	r.mu.Unlock()
 	<-r.done
 }
