@@ -99,6 +99,9 @@ func (w *Worker) RunOnce(ctx context.Context) (int, error) {
 		}
 		deliveries = append(deliveries, d)
 	}
+	if len(deliveries) == 0 {
+		return len(msgs), nil
+	}
 	if err := w.store.Finish(ctx, deliveries); err != nil {
 		return 0, err
 	}
