@@ -191,6 +191,8 @@ func init() {
 		{path: "group remove", args: "ADDRESS", help: "remove a distribution group", run: removeBy("/groups/", "removed")},
 
 		{path: "trace", help: "search message trace", flags: traceFlags, run: runTrace},
+
+		{path: "bench", help: "load-test an SMTP endpoint on this machine and print throughput and latency as JSON", flags: benchFlags, run: runBench},
 	}
 }
 
