@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 
 	"golang.org/x/crypto/argon2"
@@ -24,6 +25,18 @@ const (
 	keyLen    = 32
 )
 
+// slots bounds how many argon2id computations run at once. Each takes
+// memoryKiB of memory and one core for some milliseconds: more at a time than
+// there are cores only adds memory (a burst of sign-ins, say, when every
+// connection of an application's pool opens at once), not throughput.
+var slots = make(chan struct{}, runtime.NumCPU())
+
+func idKey(pw, salt []byte, t, mem uint32, p uint8, n uint32) []byte {
+	slots <- struct{}{}
+	defer func() { <-slots }()
+	return argon2.IDKey(pw, salt, t, mem, p, n)
+}
+
 // ErrMismatch is returned by Verify when the password is wrong.
 var ErrMismatch = errors.New("password does not match")
 
@@ -33,7 +46,7 @@ func Hash(pw string) (string, error) {
 	if _, err := rand.Read(salt); err != nil {
 		return "", fmt.Errorf("reading salt: %w", err)
 	}
-	key := argon2.IDKey([]byte(pw), salt, passes, memoryKiB, lanes, keyLen)
+	key := idKey([]byte(pw), salt, passes, memoryKiB, lanes, keyLen)
 	b64 := base64.RawStdEncoding
 	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s",
 		argon2.Version, memoryKiB, passes, lanes, b64.EncodeToString(salt), b64.EncodeToString(key)), nil
@@ -77,7 +90,7 @@ func Verify(hash, pw string) error {
 	if len(salt) < 8 || len(want) < 4 {
 		return fmt.Errorf("malformed argon2 hash: salt of %d bytes or key of %d bytes is too short", len(salt), len(want))
 	}
-	got := argon2.IDKey([]byte(pw), salt, t, mem, p, uint32(len(want)))
+	got := idKey([]byte(pw), salt, t, mem, p, uint32(len(want)))
 	if subtle.ConstantTimeCompare(got, want) != 1 {
 		return ErrMismatch
 	}

@@ -804,3 +804,35 @@ func TestNothingHalfWritten(t *testing.T) {
 		t.Errorf("queue depth %d, %v; want 0", d, err)
 	}
 }
+
+// TestDataTransparency checks that the message stored is the message the
+// client meant: dot-stuffed lines lose their extra dot, bare CR and LF stay
+// as they were, and long runs of line data (read by the fast path) arrive
+// intact whatever the read size.
+func TestDataTransparency(t *testing.T) {
+	t.Parallel()
+	n := startNode(t)
+	c := n.signIn()
+	long := strings.Repeat("0123456789abcdef", 1000) // one 16000-byte line
+	body := ".leading dot\r\n" +
+		".\r\n" +
+		"..two dots\r\n" +
+		"a bare\rCR and a bare\nLF\r\n" +
+		long + "\r\n" +
+		"end.\r\n"
+	var stuffed strings.Builder
+	for _, line := range strings.SplitAfter(body, "\r\n") {
+		if strings.HasPrefix(line, ".") {
+			stuffed.WriteString(".")
+		}
+		stuffed.WriteString(line)
+	}
+	header := "From: " + appAddr + "\r\nSubject: transparency\r\n\r\n"
+	c.envelope(appAddr, "alice@"+domain)
+	code, text := c.dataRaw([]byte(header + stuffed.String()))
+	qid := queueID(t, code, text)
+	stored := n.body(qid)
+	if !strings.HasSuffix(stored, "\r\n\r\n"+body) {
+		t.Errorf("stored body differs from the body sent:\n%q\nwant suffix\n%q", stored[max(0, len(stored)-len(body)-50):], body)
+	}
+}

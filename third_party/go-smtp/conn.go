@@ -978,6 +978,11 @@ func (c *Conn) handleData(arg string) {
 
 	defer c.reset()
 
+	// hve patch (see PATCHES.md): MaxLineLength limits command lines; lines
+	// of message content are bounded by MaxMessageBytes only, as for BDAT.
+	c.lineLimitReader.LineLimit = 0
+	defer func() { c.lineLimitReader.LineLimit = c.server.MaxLineLength }()
+
 	if c.server.LMTP {
 		c.handleDataLMTP()
 		return

@@ -69,7 +69,7 @@ func (s *Store) Domains(ctx context.Context, tenantID int64) ([]directory.Domain
 
 // DomainByName finds an accepted domain in any tenant.
 func (s *Store) DomainByName(ctx context.Context, name string) (directory.Domain, error) {
-	d, err := scanDomain(s.r.QueryRowContext(ctx, `SELECT id, tenant_id, name, type FROM domains WHERE name = ?`, name))
+	d, err := scanDomain(s.domainStmt.QueryRowContext(ctx, name))
 	if err != nil {
 		return d, fmt.Errorf("domain %s: %w", name, mapErr(err))
 	}
@@ -462,14 +462,18 @@ func (s *Store) memberEntry(ctx context.Context, tenantID, groupID int64, member
 	return e, nil
 }
 
+const (
+	lookupSQL = `SELECT a.tenant_id, a.kind, a.object_id, p.address FROM addresses a
+		JOIN addresses p ON p.kind = a.kind AND p.object_id = a.object_id AND p.is_primary = 1
+		WHERE a.address = ?`
+	domainSQL = `SELECT id, tenant_id, name, type FROM domains WHERE name = ?`
+)
+
 // Lookup resolves an address in any tenant.
 func (s *Store) Lookup(ctx context.Context, address string) (directory.Entry, error) {
 	var e directory.Entry
 	var kind string
-	err := s.r.QueryRowContext(ctx, `
-		SELECT a.tenant_id, a.kind, a.object_id, p.address FROM addresses a
-		JOIN addresses p ON p.kind = a.kind AND p.object_id = a.object_id AND p.is_primary = 1
-		WHERE a.address = ?`, address).Scan(&e.TenantID, &kind, &e.ID, &e.Address)
+	err := s.lookupStmt.QueryRowContext(ctx, address).Scan(&e.TenantID, &kind, &e.ID, &e.Address)
 	if err != nil {
 		return e, fmt.Errorf("address %s: %w", address, mapErr(err))
 	}

@@ -18,19 +18,27 @@ import (
 func (s *Store) Enqueue(ctx context.Context, msgs []*queue.Message, events []trace.Event) error {
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		ins, err := tx.PrepareContext(ctx, `INSERT INTO messages
-			(queue_id, tenant_id, account_id, sender, recipients, message_id, subject, client_ip, size, received_at, body, state, next_attempt_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)`)
+			(queue_id, tenant_id, account_id, sender, recipients, message_id, subject, client_ip, size, received_at, state, next_attempt_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)`)
 		if err != nil {
 			return err
 		}
 		defer ins.Close()
+		insBody, err := tx.PrepareContext(ctx, `INSERT INTO message_bodies (queue_id, body) VALUES (?, ?)`)
+		if err != nil {
+			return err
+		}
+		defer insBody.Close()
 		for _, m := range msgs {
 			rcpts, err := json.Marshal(m.Recipients)
 			if err != nil {
 				return err
 			}
 			_, err = ins.ExecContext(ctx, m.QueueID, m.TenantID, m.AccountID, m.Sender, string(rcpts), m.MessageID, m.Subject,
-				m.ClientIP, m.Size, nanos(m.ReceivedAt), m.Body, nanos(m.ReceivedAt))
+				m.ClientIP, m.Size, nanos(m.ReceivedAt), nanos(m.ReceivedAt))
+			if err == nil {
+				_, err = insBody.ExecContext(ctx, m.QueueID, m.Body)
+			}
 			if err != nil {
 				return fmt.Errorf("message %s: %w", m.QueueID, err)
 			}
@@ -111,7 +119,7 @@ func (s *Store) Finish(ctx context.Context, deliveries []store.Delivery) error {
 // MessageBody returns a message's content.
 func (s *Store) MessageBody(ctx context.Context, queueID string) ([]byte, error) {
 	var body []byte
-	err := s.r.QueryRowContext(ctx, `SELECT body FROM messages WHERE queue_id = ?`, queueID).Scan(&body)
+	err := s.r.QueryRowContext(ctx, `SELECT body FROM message_bodies WHERE queue_id = ?`, queueID).Scan(&body)
 	if err != nil {
 		return nil, fmt.Errorf("message %s: %w", queueID, mapErr(err))
 	}
@@ -152,7 +160,7 @@ func (s *Store) MailboxMessages(ctx context.Context, mailboxID int64) ([]store.M
 // MailboxMessageBody returns the content of one message of a mailbox.
 func (s *Store) MailboxMessageBody(ctx context.Context, mailboxID, id int64) ([]byte, error) {
 	var body []byte
-	err := s.r.QueryRowContext(ctx, `SELECT m.body FROM mailbox_messages mm JOIN messages m ON m.queue_id = mm.queue_id
+	err := s.r.QueryRowContext(ctx, `SELECT b.body FROM mailbox_messages mm JOIN message_bodies b ON b.queue_id = mm.queue_id
 		WHERE mm.mailbox_id = ? AND mm.id = ?`, mailboxID, id).Scan(&body)
 	if err != nil {
 		return nil, fmt.Errorf("message %d of mailbox %d: %w", id, mailboxID, mapErr(err))

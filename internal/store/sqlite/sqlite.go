@@ -35,6 +35,10 @@ type Store struct {
 	// r serves reads concurrently (WAL readers never block the writer).
 	r    *sql.DB
 	lock *os.File
+
+	// Statements on the SMTP hot path (every RCPT), parsed once per read
+	// connection instead of once per call.
+	lookupStmt, domainStmt *sql.Stmt
 }
 
 var _ store.Store = (*Store)(nil)
@@ -72,6 +76,16 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 		return nil, fmt.Errorf("opening %s for reading: %w", path, err)
 	}
 	s.r.SetMaxOpenConns(8)
+	// Keep them all: opening a SQLite connection costs more than a lookup.
+	s.r.SetMaxIdleConns(8)
+	if s.lookupStmt, err = s.r.PrepareContext(ctx, lookupSQL); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("preparing address lookup: %w", err)
+	}
+	if s.domainStmt, err = s.r.PrepareContext(ctx, domainSQL); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("preparing domain lookup: %w", err)
+	}
 	// One node owns this database (the lock above), so no other live
 	// process holds a lease: leases of a crashed run are released at once
 	// instead of waiting for them to expire.
@@ -99,6 +113,11 @@ func lockDir(dir string) (*os.File, error) {
 // Close closes the database and releases the data directory.
 func (s *Store) Close() error {
 	var errs []error
+	for _, st := range []*sql.Stmt{s.lookupStmt, s.domainStmt} {
+		if st != nil {
+			errs = append(errs, st.Close())
+		}
+	}
 	if s.r != nil {
 		errs = append(errs, s.r.Close())
 	}

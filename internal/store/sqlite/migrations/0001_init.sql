@@ -64,7 +64,8 @@ CREATE TABLE group_members (
 CREATE INDEX group_members_member ON group_members(member_kind, member_id);
 
 -- The spool. A message stays 'queued' until every recipient is dealt with;
--- its body is kept afterwards because mailbox copies refer to it.
+-- its body (in message_bodies) is kept afterwards because mailbox copies
+-- refer to it.
 CREATE TABLE messages (
 	queue_id        TEXT PRIMARY KEY,
 	tenant_id       INTEGER NOT NULL,
@@ -76,7 +77,6 @@ CREATE TABLE messages (
 	client_ip       TEXT NOT NULL,
 	size            INTEGER NOT NULL,
 	received_at     INTEGER NOT NULL,
-	body            BLOB NOT NULL,
 	state           TEXT NOT NULL, -- queued | done
 	next_attempt_at INTEGER NOT NULL,
 	lease_owner     TEXT NOT NULL DEFAULT '',
@@ -84,6 +84,13 @@ CREATE TABLE messages (
 	finished_at     INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX messages_due ON messages(state, next_attempt_at);
+
+-- Bodies live apart from the rows that delivery updates (leases, state):
+-- SQLite rewrites a whole row on UPDATE, and bodies are up to 10 MB.
+CREATE TABLE message_bodies (
+	queue_id TEXT PRIMARY KEY REFERENCES messages(queue_id),
+	body     BLOB NOT NULL
+);
 
 CREATE TABLE mailbox_messages (
 	id           INTEGER PRIMARY KEY,
