@@ -33,14 +33,14 @@ func runBench(c *ctx) error {
 	cfg := bench.Config{
 		Addr:                c.str("addr"),
 		From:                c.str("from"),
-		Conns:               benchFlag[int](c, "conns"),
-		Msgs:                benchFlag[int](c, "msgs"),
-		Rcpts:               benchFlag[int](c, "rcpts"),
-		Size:                benchFlag[int](c, "size"),
-		Duration:            benchFlag[time.Duration](c, "duration"),
-		StartTLS:            benchFlag[bool](c, "starttls"),
-		InsecureSkipVerify:  benchFlag[bool](c, "insecure-skip-verify"),
-		ReconnectPerMessage: benchFlag[bool](c, "reconnect-per-message"),
+		Conns:               flagValue[int](c, "conns"),
+		Msgs:                flagValue[int](c, "msgs"),
+		Rcpts:               flagValue[int](c, "rcpts"),
+		Size:                flagValue[int](c, "size"),
+		Duration:            flagValue[time.Duration](c, "duration"),
+		StartTLS:            flagValue[bool](c, "starttls"),
+		InsecureSkipVerify:  flagValue[bool](c, "insecure-skip-verify"),
+		ReconnectPerMessage: flagValue[bool](c, "reconnect-per-message"),
 		Log:                 c.env.Stderr,
 	}
 	if cfg.Addr == "" {
@@ -76,9 +76,4 @@ func runBench(c *ctx) error {
 		return errors.New("no message was accepted")
 	}
 	return nil
-}
-
-// benchFlag returns the typed value of one of the bench command's flags.
-func benchFlag[T any](c *ctx, name string) T {
-	return c.fs.Lookup(name).Value.(flag.Getter).Get().(T)
 }

@@ -13,8 +13,15 @@ import (
 	"hve/internal/trace"
 )
 
-// str and boolFlag read a command's own flag values.
+// str reads a command's own flag as text; flagValue reads it typed.
 func (c *ctx) str(name string) string { return c.fs.Lookup(name).Value.String() }
+
+// flagValue returns the typed value of one of the command's own flags.
+func flagValue[T any](c *ctx, name string) T {
+	return c.fs.Lookup(name).Value.(flag.Getter).Get().(T)
+}
+
+func (c *ctx) boolFlag(name string) bool { return flagValue[bool](c, name) }
 func (c *ctx) list(name string) []string {
 	return []string(*c.fs.Lookup(name).Value.(*stringList))
 }
@@ -220,7 +227,7 @@ func mailboxFlags(fs *flag.FlagSet) {
 
 func createMailbox(c *ctx) error {
 	req := map[string]any{"address": c.str("address"), "name": c.str("name"), "display_name": c.str("display-name"), "aliases": c.list("alias")}
-	if c.str("password-stdin") == "true" {
+	if c.boolFlag("password-stdin") {
 		pw, err := c.readPassword()
 		if err != nil {
 			return err
@@ -247,7 +254,7 @@ func accountCreateFlags(fs *flag.FlagSet) {
 func createAccount(c *ctx) error {
 	req := map[string]any{"name": c.str("name"), "address": c.str("address"), "display_name": c.str("display-name"),
 		"aliases": c.list("alias"), "reply_to": c.str("reply-to")}
-	if c.str("password-stdin") == "true" {
+	if c.boolFlag("password-stdin") {
 		pw, err := c.readPassword()
 		if err != nil {
 			return err
@@ -301,10 +308,10 @@ func setAccount(c *ctx) error {
 	if flagSet(c.fs, "alias") {
 		req["aliases"] = c.list("alias")
 	}
-	if c.str("clear-aliases") == "true" {
+	if c.boolFlag("clear-aliases") {
 		req["aliases"] = []string{}
 	}
-	if c.str("password-stdin") == "true" {
+	if c.boolFlag("password-stdin") {
 		pw, err := c.readPassword()
 		if err != nil {
 			return err

@@ -31,7 +31,7 @@ func runServe(c *ctx) error {
 	if flagSet(c.fs, "data") || c.str("config") == "" {
 		cfg.Data = c.g.data
 	}
-	isDemo := c.str("demo") == "true"
+	isDemo := c.boolFlag("demo")
 	if isDemo {
 		cfg.SMTP.Addr = "127.0.0.1:2587"
 	}
