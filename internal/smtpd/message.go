@@ -12,14 +12,26 @@ import (
 	"github.com/emersion/go-message/textproto"
 	"github.com/emersion/go-smtp"
 
+	"hve/internal/directory"
 	"hve/internal/queue"
 	"hve/internal/reply"
 )
 
+// envelope is what the session knows of a message besides its content.
+type envelope struct {
+	account  *directory.Account
+	from     string
+	rcpts    []string
+	helo     string // the client's EHLO name
+	clientIP string
+	hostname string // this server's name
+}
+
 // prepare applies the content policy to a message as the client sent it and
 // returns it ready for the spool: the header From must be the account, and
 // hve adds Received, and Message-ID, Date, From and Reply-To where missing.
-func (s *session) prepare(raw []byte) (*queue.Message, *smtp.SMTPError) {
+// It depends on nothing but its arguments, so it can be fuzzed.
+func prepare(raw []byte, env envelope, now time.Time) (*queue.Message, *smtp.SMTPError) {
 	rd := bytes.NewReader(raw)
 	br := bufio.NewReader(rd)
 	h, err := textproto.ReadHeader(br)
@@ -27,8 +39,7 @@ func (s *session) prepare(raw []byte) (*queue.Message, *smtp.SMTPError) {
 		return nil, reply.MalformedHeader.Format(err.Error())
 	}
 	body := raw[len(raw)-rd.Len()-br.Buffered():]
-	acc := s.account
-	now := time.Now().UTC()
+	acc := env.account
 	qid := queue.NewID(now)
 
 	if from := h.Get("From"); from == "" {
@@ -46,7 +57,7 @@ func (s *session) prepare(raw []byte) (*queue.Message, *smtp.SMTPError) {
 	}
 	msgID := strings.Trim(strings.TrimSpace(h.Get("Message-Id")), "<>")
 	if msgID == "" {
-		msgID = strings.ToLower(qid) + "@" + s.e.cfg.Hostname
+		msgID = strings.ToLower(qid) + "@" + env.hostname
 		h.Set("Message-Id", "<"+msgID+">")
 	}
 	if h.Get("Date") == "" {
@@ -56,7 +67,7 @@ func (s *session) prepare(raw []byte) (*queue.Message, *smtp.SMTPError) {
 	if acc.ReplyTo != "" && !h.Has("Reply-To") {
 		h.Set("Reply-To", acc.ReplyTo)
 	}
-	h.Add("Received", s.receivedHeader(qid, now))
+	h.Add("Received", receivedHeader(env, qid, now))
 
 	var out bytes.Buffer
 	out.Grow(len(raw) + 512)
@@ -73,11 +84,11 @@ func (s *session) prepare(raw []byte) (*queue.Message, *smtp.SMTPError) {
 		QueueID:    qid,
 		TenantID:   acc.TenantID,
 		AccountID:  acc.ID,
-		Sender:     s.from,
-		Recipients: append([]string(nil), s.rcpts...),
+		Sender:     env.from,
+		Recipients: append([]string(nil), env.rcpts...),
 		MessageID:  msgID,
 		Subject:    subject,
-		ClientIP:   s.clientIP,
+		ClientIP:   env.clientIP,
 		Size:       int64(out.Len()),
 		ReceivedAt: now,
 		Body:       out.Bytes(),
@@ -91,15 +102,15 @@ var (
 
 // receivedHeader names the client, this server and the queue id (RFC 5321
 // section 4.4); ESMTPSA says the client used TLS and signed in (RFC 3848).
-func (s *session) receivedHeader(qid string, now time.Time) string {
-	helo := s.conn.Hostname()
+func receivedHeader(env envelope, qid string, now time.Time) string {
+	helo := env.helo
 	if helo == "" {
 		helo = "unknown"
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "from %s ([%s]) by %s (hve) with ESMTPSA id %s", helo, s.clientIP, s.e.cfg.Hostname, qid)
-	if len(s.rcpts) == 1 {
-		fmt.Fprintf(&b, " for <%s>", s.rcpts[0])
+	fmt.Fprintf(&b, "from %s ([%s]) by %s (hve) with ESMTPSA id %s", helo, env.clientIP, env.hostname, qid)
+	if len(env.rcpts) == 1 {
+		fmt.Fprintf(&b, " for <%s>", env.rcpts[0])
 	}
 	fmt.Fprintf(&b, "; %s", now.Format(time.RFC1123Z))
 	return b.String()

@@ -203,7 +203,10 @@ func (s *session) Data(r io.Reader) error {
 	if err != nil {
 		return err // the connection broke; go-smtp ends the session
 	}
-	msg, rerr := s.prepare(raw)
+	msg, rerr := prepare(raw, envelope{
+		account: s.account, from: s.from, rcpts: s.rcpts,
+		helo: s.conn.Hostname(), clientIP: s.clientIP, hostname: s.e.cfg.Hostname,
+	}, time.Now().UTC())
 	if rerr != nil {
 		return s.refuse(strings.Join(s.rcpts, ","), rerr)
 	}
