@@ -47,6 +47,11 @@ func runServe(c *ctx) error {
 	}
 	log := slog.New(slog.NewTextHandler(c.env.Stderr, &slog.HandlerOptions{Level: level}))
 
+	// Listen for signals before starting, so that none in between is lost.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sig)
+
 	srv, err := server.Start(c, cfg, log)
 	if err != nil {
 		return err
@@ -66,8 +71,6 @@ func runServe(c *ctx) error {
 		}
 		demo.PrintHowTo(c.env.Stdout, srv.SMTPAddr.String(), pw, client)
 	}
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	s := <-sig
 	log.Info("shutting down", "signal", s.String())
 	return srv.Close()

@@ -135,7 +135,7 @@ func (w *Worker) deliver(ctx context.Context, m *queue.Message) (store.Delivery,
 	for _, rcpt := range m.Recipients {
 		entry, err := w.store.Lookup(ctx, rcpt)
 		if errors.Is(err, store.ErrNotFound) || err == nil && entry.TenantID != m.TenantID {
-			reason, err := w.noRecipient(ctx, rcpt)
+			reason, err := w.noRecipient(ctx, m.TenantID, rcpt)
 			if err != nil {
 				return d, err
 			}
@@ -153,7 +153,7 @@ func (w *Worker) deliver(ctx context.Context, m *queue.Message) (store.Delivery,
 			if err != nil {
 				return d, err
 			}
-			detail := fmt.Sprintf("expanded to %d mailboxes", len(members))
+			detail := fmt.Sprintf("expanded to %d mailbox%s", len(members), plural(len(members), "es"))
 			if len(nested) > 0 {
 				detail += " through nested groups " + strings.Join(nested, ", ")
 			}
@@ -170,9 +170,11 @@ func (w *Worker) deliver(ctx context.Context, m *queue.Message) (store.Delivery,
 
 // noRecipient explains why an address accepted at submission has no
 // mailbox or group now.
-func (w *Worker) noRecipient(ctx context.Context, rcpt string) (string, error) {
+func (w *Worker) noRecipient(ctx context.Context, tenantID int64, rcpt string) (string, error) {
 	dom, err := w.store.DomainByName(ctx, directory.DomainOf(rcpt))
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, store.ErrNotFound) || err == nil && dom.TenantID != tenantID {
+		// Another tenant's domain is reported like a removed one: tenants
+		// never learn of each other.
 		return "the recipient's domain is no longer an accepted domain", nil
 	}
 	if err != nil {
@@ -214,4 +216,12 @@ func (w *Worker) expand(ctx context.Context, tenantID, groupID int64) (mailboxes
 		}
 	}
 	return mailboxes, nested, nil
+}
+
+// plural returns suffix unless n is 1.
+func plural(n int, suffix string) string {
+	if n == 1 {
+		return ""
+	}
+	return suffix
 }

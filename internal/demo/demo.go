@@ -92,7 +92,7 @@ hve demo is running.
   Groups:          %[5]s (carol, dave and the nested hr-team@%[4]s: alice, bob)
 `, smtpAddr, Account, shownPW, Domain, Group)
 	if pw == "" {
-		fmt.Fprintf(w, "  (the password was printed at the first start; set a new one with\n   echo NEWPASSWORD | %s account set %s --password-stdin)\n", client, Account)
+		fmt.Fprintf(w, "  The password was printed at the first start; set a new one with:\n\n  echo NEWPASSWORD | %s account set %s --password-stdin\n", client, Account)
 	}
 	host, port, err := net.SplitHostPort(smtpAddr)
 	if err != nil {
