@@ -73,7 +73,7 @@ func TestSwaks(t *testing.T) {
 		s := s.with(t)
 		qid := delivered["LOGIN"]
 		if qid == "" {
-			t.Skip("the AUTH LOGIN message was not delivered")
+			t.Fatal("the AUTH LOGIN message was not delivered (see the LOGIN subtest)")
 		}
 		copies := copiesOf(s.messages(alice), qid)
 		if len(copies) != 1 {
