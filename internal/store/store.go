@@ -1,5 +1,5 @@
 // Package store defines the storage contract of hve: the directory, the
-// durable queue, the embedded mailbox store, message trace and settings.
+// durable queue, the embedded mailbox store and message trace.
 //
 // Two implementations exist or are planned: store/sqlite (the embedded
 // default, one node) and a PostgreSQL one (several nodes). Both must pass the
@@ -34,7 +34,6 @@ type Store interface {
 	Queue
 	Mailboxes
 	Trace
-	Settings
 	Close() error
 }
 
@@ -144,10 +143,4 @@ type Mailboxes interface {
 type Trace interface {
 	AddEvents(ctx context.Context, events []trace.Event) error
 	SearchTrace(ctx context.Context, q trace.Query) ([]trace.Event, error)
-}
-
-// Settings holds small node-wide values such as the admin token's hash.
-type Settings interface {
-	Setting(ctx context.Context, key string) (string, error)
-	SetSetting(ctx context.Context, key, value string) error
 }

@@ -162,9 +162,6 @@ func TestDataSurvivesCloseAndOpen(t *testing.T) {
 	if err := s.Finish(ctx, []store.Delivery{{QueueID: done.QueueID, Copies: []store.MailboxCopy{{MailboxID: mb.ID, Recipient: "alice@a.example"}}}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetSetting(ctx, "k", "v"); err != nil {
-		t.Fatal(err)
-	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -197,9 +194,6 @@ func TestDataSurvivesCloseAndOpen(t *testing.T) {
 	}
 	if evs, err := s.SearchTrace(ctx, trace.Query{TenantID: ten.ID}); err != nil || len(evs) != 1 {
 		t.Errorf("trace after reopening: %v, %v", evs, err)
-	}
-	if v, err := s.Setting(ctx, "k"); err != nil || v != "v" {
-		t.Errorf("setting after reopening: %q, %v", v, err)
 	}
 }
 

@@ -60,7 +60,6 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"MailboxMessages", testMailboxMessages},
 		{"TraceSearch", testTraceSearch},
 		{"TracePaging", testTracePaging},
-		{"Settings", testSettings},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1291,30 +1290,5 @@ func testTracePaging(t *testing.T, s store.Store) {
 	// Limit 0 means the default (1000), not nothing.
 	if got := must(t, of(s.SearchTrace(ctx, trace.Query{TenantID: ten.ID}))); len(got) != 7 {
 		t.Errorf("SearchTrace without a limit returned %d events, want 7", len(got))
-	}
-}
-
-// ---- settings ----
-
-func testSettings(t *testing.T, s store.Store) {
-	ctx := t.Context()
-	_, err := s.Setting(ctx, "admin_token_sha256")
-	wantErr(t, err, store.ErrNotFound, "Setting of a missing key")
-
-	check(t, s.SetSetting(ctx, "admin_token_sha256", "one"))
-	check(t, s.SetSetting(ctx, "other", "x"))
-	if v := must(t, of(s.Setting(ctx, "admin_token_sha256"))); v != "one" {
-		t.Errorf("Setting = %q, want one", v)
-	}
-	check(t, s.SetSetting(ctx, "admin_token_sha256", "two"))
-	if v := must(t, of(s.Setting(ctx, "admin_token_sha256"))); v != "two" {
-		t.Errorf("Setting after overwrite = %q, want two", v)
-	}
-	if v := must(t, of(s.Setting(ctx, "other"))); v != "x" {
-		t.Errorf("overwriting one key changed another: %q", v)
-	}
-	check(t, s.SetSetting(ctx, "empty", ""))
-	if v, err := s.Setting(ctx, "empty"); err != nil || v != "" {
-		t.Errorf("Setting(empty) = %q, %v; want the empty value", v, err)
 	}
 }

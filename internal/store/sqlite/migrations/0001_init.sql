@@ -121,8 +121,3 @@ CREATE INDEX trace_queue_id ON trace_events(queue_id);
 CREATE INDEX trace_message_id ON trace_events(message_id);
 CREATE INDEX trace_sender ON trace_events(sender, time);
 CREATE INDEX trace_recipient ON trace_events(recipient, time);
-
-CREATE TABLE settings (
-	key   TEXT PRIMARY KEY,
-	value TEXT NOT NULL
-);
