@@ -21,6 +21,7 @@ import (
 	"hve/internal/admin"
 	"hve/internal/config"
 	"hve/internal/delivery"
+	"hve/internal/directory"
 	"hve/internal/queue"
 	"hve/internal/smtpd"
 	"hve/internal/store"
@@ -184,7 +185,7 @@ func ensureDefaultTenant(ctx context.Context, st store.Store) error {
 		return err
 	}
 	if len(tenants) == 0 {
-		if _, err := st.CreateTenant(ctx, "default"); err != nil {
+		if _, err := st.CreateTenant(ctx, directory.DefaultTenant); err != nil {
 			return fmt.Errorf("creating the default tenant: %w", err)
 		}
 	}
