@@ -195,22 +195,12 @@ func newDemoServer(t *testing.T) *demoServer {
 // was taken meanwhile.
 func (s *demoServer) startDemo() string {
 	s.t.Helper()
-	for attempt := 1; ; attempt++ {
-		out, err := s.tryStartDemo()
-		if err == nil {
-			return out
-		}
-		if strings.Contains(err.Error(), errPortTaken.Error()) && attempt < 3 {
-			s.t.Logf("%v; choosing other ports", err)
-			ports := freePorts(s.t, 2)
-			s.mu.Lock()
-			s.smtpAddr = fmt.Sprintf("127.0.0.1:%d", ports[0])
-			s.adminAddr = fmt.Sprintf("127.0.0.1:%d", ports[1])
-			s.mu.Unlock()
-			continue
-		}
-		s.t.Fatal(err)
-	}
+	var out string
+	s.retryOnOtherPorts(func() (err error) {
+		out, err = s.tryStartDemo()
+		return err
+	})
+	return out
 }
 
 func (s *demoServer) tryStartDemo() (string, error) {

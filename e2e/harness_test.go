@@ -175,25 +175,31 @@ func freePorts(t *testing.T, n int) []int {
 }
 
 // start runs hve serve on the server's data directory and ports and waits
-// until its admin API answers /healthz. If a port was taken meanwhile (they
-// are free only when chosen), it starts again on other free ports.
+// until its admin API answers /healthz.
 func (s *server) start() {
 	s.t.Helper()
+	s.retryOnOtherPorts(s.tryStart)
+}
+
+// retryOnOtherPorts runs try; if a port was taken meanwhile (ports are free
+// only when chosen), it picks other free ports and tries again, up to three
+// times in all.
+func (s *server) retryOnOtherPorts(try func() error) {
+	s.t.Helper()
 	for attempt := 1; ; attempt++ {
-		err := s.tryStart()
+		err := try()
 		if err == nil {
 			return
 		}
-		if errors.Is(err, errPortTaken) && attempt < 3 {
-			s.t.Logf("%v; choosing other ports", err)
-			ports := freePorts(s.t, 2)
-			s.mu.Lock()
-			s.smtpAddr = fmt.Sprintf("127.0.0.1:%d", ports[0])
-			s.adminAddr = fmt.Sprintf("127.0.0.1:%d", ports[1])
-			s.mu.Unlock()
-			continue
+		if !errors.Is(err, errPortTaken) || attempt == 3 {
+			s.t.Fatal(err)
 		}
-		s.t.Fatal(err)
+		s.t.Logf("%v; choosing other ports", err)
+		ports := freePorts(s.t, 2)
+		s.mu.Lock()
+		s.smtpAddr = fmt.Sprintf("127.0.0.1:%d", ports[0])
+		s.adminAddr = fmt.Sprintf("127.0.0.1:%d", ports[1])
+		s.mu.Unlock()
 	}
 }
 

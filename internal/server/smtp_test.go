@@ -164,10 +164,7 @@ func TestMailBeforeSTARTTLS(t *testing.T) {
 func TestMailWithoutAuth(t *testing.T) {
 	t.Parallel()
 	n := startNode(t)
-	c := n.dial()
-	c.ehlo()
-	c.startTLS()
-	c.ehlo()
+	c := n.dialTLS()
 	code, text := c.cmd("MAIL FROM:<" + appAddr + ">")
 	wantReply(t, code, text, 530, "5.7.57", "Client not authenticated to send mail")
 }
@@ -176,10 +173,7 @@ func TestAuthSucceeds(t *testing.T) {
 	t.Parallel()
 	n := startNode(t)
 	tlsClient := func() *smtpClient {
-		c := n.dial()
-		c.ehlo()
-		c.startTLS()
-		c.ehlo()
+		c := n.dialTLS()
 		return c
 	}
 	for _, tc := range []struct {
@@ -218,10 +212,7 @@ func TestAuthSucceeds(t *testing.T) {
 func TestAuthFailuresLookAlike(t *testing.T) {
 	t.Parallel()
 	n := startNode(t)
-	c := n.dial()
-	c.ehlo()
-	c.startTLS()
-	c.ehlo()
+	c := n.dialTLS()
 
 	type attempt struct {
 		name string
@@ -274,10 +265,7 @@ func TestMailboxOnHVEEndpoint(t *testing.T) {
 	t.Parallel()
 	n := startNode(t)
 	for _, auth := range []func(c *smtpClient, user, pw string) (int, string){(*smtpClient).authPlain, (*smtpClient).authLogin} {
-		c := n.dial()
-		c.ehlo()
-		c.startTLS()
-		c.ehlo()
+		c := n.dialTLS()
 		code, text := auth(c, sharedAddr, sharedPW)
 		wantReply(t, code, text, 535, "5.7.3", "Authentication unsuccessful", "High Volume Email accounts only")
 		// A wrong password does not reveal that the address is a mailbox.
@@ -294,10 +282,7 @@ func TestMailboxOnHVEEndpoint(t *testing.T) {
 func TestDisabledAccountIsLocked(t *testing.T) {
 	t.Parallel()
 	n := startNode(t)
-	c := n.dial()
-	c.ehlo()
-	c.startTLS()
-	c.ehlo()
+	c := n.dialTLS()
 	code, text := c.authPlain(offAddr, offPW)
 	wantReply(t, code, text, 535, "5.7.139", "Authentication unsuccessful", "account locked")
 	code, text = c.authLogin(offAddr, offPW)
@@ -309,10 +294,7 @@ func TestDisabledAccountIsLocked(t *testing.T) {
 func TestUnsupportedMechanism(t *testing.T) {
 	t.Parallel()
 	n := startNode(t)
-	c := n.dial()
-	c.ehlo()
-	c.startTLS()
-	c.ehlo()
+	c := n.dialTLS()
 	for _, mech := range []string{"CRAM-MD5", "cram-md5", "DIGEST-MD5", "NTLM"} {
 		code, text := c.cmd("AUTH " + mech)
 		wantReply(t, code, text, 504, "5.7.4", "Unsupported authentication mechanism")

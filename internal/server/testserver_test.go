@@ -264,14 +264,21 @@ func (n *testNode) dial() *smtpClient {
 	return c
 }
 
-// signIn returns a client that has done EHLO, STARTTLS, EHLO and AUTH PLAIN
-// as the seeded HVE account.
-func (n *testNode) signIn() *smtpClient {
+// dialTLS returns a client that has done EHLO, STARTTLS and EHLO again.
+func (n *testNode) dialTLS() *smtpClient {
 	n.t.Helper()
 	c := n.dial()
 	c.ehlo()
 	c.startTLS()
 	c.ehlo()
+	return c
+}
+
+// signIn returns a client that has done EHLO, STARTTLS, EHLO and AUTH PLAIN
+// as the seeded HVE account.
+func (n *testNode) signIn() *smtpClient {
+	n.t.Helper()
+	c := n.dialTLS()
 	c.ok(c.authPlain(appAddr, appPW))
 	return c
 }
