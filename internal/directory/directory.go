@@ -22,6 +22,7 @@ type Tenant struct {
 	ID        int64     `json:"id"`
 	Name      string    `json:"name"`
 	CreatedAt time.Time `json:"created_at"`
+	Settings  Settings  `json:"settings"`
 }
 
 // DomainType says what happens to recipients of a domain that the directory
@@ -70,6 +71,15 @@ type Mailbox struct {
 	// PasswordHash is optional: a mailbox signs in only to the standard
 	// endpoint, and on the HVE endpoint it is told to use an HVE account.
 	PasswordHash string `json:"-"`
+	// AuthPolicy names the mailbox's own authentication policy; empty means
+	// the tenant's default.
+	AuthPolicy string `json:"auth_policy"`
+	// TokensValidFrom: tokens issued before it are refused, and sessions
+	// signed in before it are closed.
+	TokensValidFrom time.Time `json:"tokens_valid_from,omitzero"`
+	// ConvertedFromHVE is set when an HVE account was turned into this
+	// mailbox; the HVE endpoint then answers it with AUTH2003.
+	ConvertedFromHVE bool `json:"converted_from_hve"`
 }
 
 // Account is an HVE account: a send-only identity for an application or
@@ -87,6 +97,18 @@ type Account struct {
 	UpdatedAt   time.Time `json:"updated_at"`
 	// PasswordHash is an argon2id hash in PHC string format; never shown.
 	PasswordHash string `json:"-"`
+	// AuthPolicy names the account's own authentication policy; empty means
+	// the tenant's default.
+	AuthPolicy string `json:"auth_policy"`
+	// TokensValidFrom: tokens issued before it are refused, and sessions
+	// signed in before it are closed (Set-User -STSRefreshTokensValidFrom).
+	TokensValidFrom time.Time `json:"tokens_valid_from,omitzero"`
+	// AllowedApps holds the app ids (client ids) whose tokens may sign in
+	// as this account; at most MaxAllowedApps.
+	AllowedApps []string `json:"allowed_apps"`
+	// AllowedNetworks, when not empty, are the only source networks (CIDR)
+	// the account may sign in from.
+	AllowedNetworks []string `json:"allowed_networks"`
 }
 
 // SendsAs reports whether addr is the account's primary address or one of its

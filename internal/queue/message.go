@@ -22,6 +22,13 @@ type Message struct {
 	ClientIP   string
 	Size       int64
 	ReceivedAt time.Time
+	// MailboxID is the sending mailbox for messages submitted on the
+	// standard client endpoint (0 for HVE accounts): the store puts a copy
+	// in its Sent Items when it enqueues the message.
+	MailboxID int64
+	// NotBefore delays the first delivery attempt (pacing of mailboxes
+	// over their message rate); zero means at once.
+	NotBefore time.Time
 	// Body is the whole message as it will be delivered (hve's headers
 	// included). It is nil for messages claimed for delivery: local delivery
 	// does not need it, and relays load it on their own.

@@ -78,8 +78,128 @@ var (
 	AccountLocked = &Reply{
 		Name: "account-locked", Code: 535, Enhanced: smtp.EnhancedCode{5, 7, 139},
 		Text:  "Authentication unsuccessful, account locked",
-		Cause: "The password is right but the HVE account is disabled.",
+		Cause: "The credentials are right but the HVE account is disabled.",
 		Fix:   "Enable it with `hve account set ADDRESS --enabled true` if the application should send again.",
+	}
+	AccountOnClientEndpoint = &Reply{
+		Name: "account-on-client-endpoint", Code: 535, Enhanced: smtp.EnhancedCode{5, 7, 57},
+		Text:  "Client not authenticated to send mail. Use the High Volume Email endpoint",
+		Cause: "An HVE account signed in with its correct credentials on the standard client endpoint (port 588), which is for mailboxes.",
+		Fix:   "Point the application at the HVE endpoint (port 587).",
+	}
+	ConvertedToMailbox = &Reply{
+		Name: "converted-to-mailbox", Code: 451, Enhanced: smtp.EnhancedCode{4, 7, 0},
+		Text:  "Temporary server error. Please try again later AUTH2003",
+		Cause: "The HVE account was converted into a mailbox (`hve account convert-to-mailbox`, HVE's \"licence assigned\" case); a mailbox cannot use the HVE endpoint.",
+		Fix:   "Create a new HVE account for the application (`hve account create`), or send as the mailbox through the standard client endpoint (port 588).",
+	}
+	SecurityDefaults = &Reply{
+		Name: "security-defaults", Code: 535, Enhanced: smtp.EnhancedCode{5, 7, 139},
+		Text:  "Authentication unsuccessful, the organization configuration does not allow this authentication request",
+		Cause: "Security defaults are on for the tenant, which refuses every basic (LOGIN, PLAIN) sign-in. OAuth still works.",
+		Fix:   "Move the application to OAuth (AUTH XOAUTH2 with a token from /oauth2/token), or turn security defaults off: `hve tenant set --security-defaults off`.",
+	}
+	BasicAuthBlocked = &Reply{
+		Name: "basic-auth-blocked", Code: 535, Enhanced: smtp.EnhancedCode{5, 7, 139},
+		Text:  "Authentication unsuccessful, basic auth is blocked",
+		Cause: "The identity's authentication policy (its own, or else the tenant's default) does not allow basic authentication for SMTP.",
+		Fix:   "Move the application to OAuth, or assign a policy that allows it: `hve auth-policy create allow-smtp --allow-basic-smtp` then `hve account set ADDRESS --auth-policy allow-smtp`. `hve account diagnose ADDRESS` names the policy in force.",
+	}
+	ClientAuthDisabled = &Reply{
+		Name: "client-smtp-auth-disabled", Code: 535, Enhanced: smtp.EnhancedCode{5, 7, 139},
+		Text:  "Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant",
+		Cause: "The tenant switch \"client SMTP auth disabled\" is on; it closes basic authentication on the standard client endpoint (not on the HVE endpoint).",
+		Fix:   "Use OAuth, send through an HVE account on port 587, or `hve tenant set --client-smtp-auth-disabled off`.",
+	}
+	BasicAuthRetired = &Reply{
+		Name: "basic-auth-retired", Code: 535, Enhanced: smtp.EnhancedCode{5, 7, 139},
+		Text:  "Authentication unsuccessful, basic authentication on this endpoint was retired on %s; sign in with OAuth (AUTH XOAUTH2)",
+		Cause: "The tenant set a sunset date for basic authentication on this endpoint, and it has passed.",
+		Fix:   "Move the application to OAuth: register it (`hve app create`), grant Mail.Send, allow it on the account (`hve account allow-app`). To postpone, `hve tenant set --hve-basic-auth-sunset DATE|none` (or `--client-basic-auth-sunset`).",
+	}
+	BasicAuthPhasingOut = &Reply{
+		Name: "basic-auth-phasing-out", Code: 535, Enhanced: smtp.EnhancedCode{5, 7, 139},
+		Text:  "Authentication unsuccessful, basic authentication on this endpoint is being retired (%d%% of sign-ins refused now, all from %s); move to OAuth (AUTH XOAUTH2)",
+		Cause: "The tenant set a staged rejection window for basic authentication: a share of basic sign-ins that rises linearly to 100% at the window's end is refused, so that apps still on basic auth get noticed before the sunset.",
+		Fix:   "Move the application to OAuth (see docs/access.md). The window is `hve tenant set --hve-basic-auth-ramp START..END|none` (or `--client-basic-auth-ramp`).",
+	}
+	ConditionalAccessBlocked = &Reply{
+		Name: "conditional-access-blocked", Code: 535, Enhanced: smtp.EnhancedCode{5, 7, 139},
+		Text:  "Authentication unsuccessful, the request did not meet the criteria to be authenticated successfully. AADSTS53003: Access has been blocked by Conditional Access policies",
+		Cause: "An enabled Conditional Access policy applies to this identity, client app (legacy = basic, modern = OAuth) and source network, and its grant blocks (block, require-mfa and require-compliant-device all block SMTP, which can satisfy neither). The policy's name is in the server log and the trace event, not in the reply.",
+		Fix:   "`hve account diagnose ADDRESS --from-ip IP` names the policy; exclude the account or its network from it (`hve ca-policy set NAME --exclude-users ADDRESS`), or set the policy to report-only.",
+	}
+	NetworkNotAllowed = &Reply{
+		Name: "network-not-allowed", Code: 535, Enhanced: smtp.EnhancedCode{5, 7, 139},
+		Text:  "Authentication unsuccessful, this account may not sign in from this network",
+		Cause: "The HVE account has a list of allowed source networks and the client's address is in none of them.",
+		Fix:   "Add the client's network: `hve account set ADDRESS --allowed-networks CIDR,...` (or `none` to lift the restriction).",
+	}
+	TokenExpired = &Reply{
+		Name: "token-expired", Code: 535, Enhanced: smtp.EnhancedCode{5, 7, 143},
+		Text:  "Expired token",
+		Cause: "The OAuth token's lifetime is over (or has not begun), or it was issued before the identity's tokens-valid-from time (sessions were revoked).",
+		Fix:   "Fetch a new token (POST /oauth2/token) and sign in again; tokens last an hour.",
+	}
+	TokenNoPermission = &Reply{
+		Name: "token-no-permission", Code: 535, Enhanced: smtp.EnhancedCode{5, 7, 144},
+		Text:  "XOAUTH2 authentication failed. Invalid API permissions",
+		Cause: "The OAuth token does not carry the Mail.Send permission (for an external issuer: the role configured for it).",
+		Fix:   "Grant it with admin consent: `hve app grant APP Mail.Send`, then fetch a new token.",
+	}
+	AppNotAllowed = &Reply{
+		Name: "app-not-allowed", Code: 550, Enhanced: smtp.EnhancedCode{5, 7, 240},
+		Text:  "The application is not allowed for use with this High Volume Email account",
+		Cause: "The token is valid, but its app is not on the HVE account's allowed apps list (Add-HVEAppAccess). The log names the app id.",
+		Fix:   "`hve account allow-app ADDRESS APP` (the app id or the object id; at most 10 apps per account).",
+	}
+	OAuthBadBase64 = &Reply{
+		Name: "oauth-bad-base64", Code: 501, Enhanced: smtp.EnhancedCode{5, 5, 120},
+		Text:  "Malformed %s data: not valid base64",
+		Cause: "The XOAUTH2 or OAUTHBEARER initial response is not valid base64.",
+		Fix:   "Base64-encode the whole SASL string (`user=ADDRESS^Aauth=Bearer TOKEN^A^A` for XOAUTH2).",
+	}
+	OAuthNoUser = &Reply{
+		Name: "oauth-no-user", Code: 501, Enhanced: smtp.EnhancedCode{5, 5, 121},
+		Text:  "Malformed %s data: no user (user= for XOAUTH2, a= for OAUTHBEARER)",
+		Cause: "The SASL data names no user, so hve cannot tell which HVE account signs in.",
+		Fix:   "Put the HVE account's primary address in the user= (XOAUTH2) or a= (OAUTHBEARER) field.",
+	}
+	OAuthNoBearer = &Reply{
+		Name: "oauth-no-bearer", Code: 501, Enhanced: smtp.EnhancedCode{5, 5, 122},
+		Text:  "Malformed %s data: no auth=Bearer field",
+		Cause: "The SASL data has no `auth=Bearer <token>` field (a missing field, or another scheme than Bearer).",
+		Fix:   "Send `auth=Bearer TOKEN` in the SASL data.",
+	}
+	OAuthNoToken = &Reply{
+		Name: "oauth-no-token", Code: 501, Enhanced: smtp.EnhancedCode{5, 5, 123},
+		Text:  "Malformed %s data: the Bearer token is empty",
+		Cause: "The auth field says Bearer but carries no token.",
+		Fix:   "Fetch a token (POST /oauth2/token) and put it after `Bearer `.",
+	}
+	SessionRevoked = &Reply{
+		Name: "session-revoked", Code: 421, Enhanced: smtp.EnhancedCode{4, 7, 0},
+		Text:  "Session revoked by the administrator; sign in again",
+		Cause: "An admin revoked the identity's sessions (`hve account set ADDRESS --revoke-sessions`); the connection is closed.",
+		Fix:   "The client reconnects and signs in again; old tokens are refused, fetch a new one.",
+	}
+	ClientConcurrency = &Reply{
+		Name: "client-concurrency", Code: 432, Enhanced: smtp.EnhancedCode{4, 3, 2},
+		Text:  "STOREDRV.ClientSubmit; sender thread limit exceeded (at most %d concurrent connections per mailbox)",
+		Cause: "The mailbox already has the most concurrent signed-in connections the standard client endpoint allows (3).",
+		Fix:   "Send over fewer connections at once; the client retries later. Applications that need more use an HVE account.",
+	}
+	MailboxRecipientQuota = &Reply{
+		Name: "mailbox-recipient-quota", Code: 452, Enhanced: smtp.EnhancedCode{4, 5, 3},
+		Text:  "Recipient limit of %d per rolling 24 hours reached for %s; capacity frees from %s",
+		Cause: "The mailbox sent to its limit of recipients in the last 24 hours on the standard client endpoint (10,000).",
+		Fix:   "Wait until the time given, or send bulk mail through an HVE account.",
+	}
+	MailboxRelayDenied = &Reply{
+		Name: "mailbox-relay-denied", Code: 550, Enhanced: smtp.EnhancedCode{5, 7, 54},
+		Text:  "SMTP; Unable to relay recipient in non-accepted domain",
+		Cause: "On the standard client endpoint, the recipient's domain is not an accepted domain of the tenant; hve delivers inside the organisation only.",
+		Fix:   "Check the address, or add the domain with `hve domain add` if it is the organisation's.",
 	}
 	AuthTemporaryFailure = &Reply{
 		Name: "auth-temporary-failure", Code: 454, Enhanced: smtp.EnhancedCode{4, 7, 0},
@@ -91,7 +211,7 @@ var (
 		Name: "auth-mechanism-unsupported", Code: 504, Enhanced: smtp.EnhancedCode{5, 7, 4},
 		Text:  "Unsupported authentication mechanism",
 		Cause: "The client asked for a SASL mechanism that the endpoint does not offer.",
-		Fix:   "Use one of the mechanisms EHLO lists after STARTTLS (PLAIN or LOGIN).",
+		Fix:   "Use one of the mechanisms EHLO lists after STARTTLS (LOGIN, PLAIN, XOAUTH2, OAUTHBEARER).",
 	}
 	NotAuthenticated = &Reply{
 		Name: "not-authenticated", Code: 530, Enhanced: smtp.EnhancedCode{5, 7, 57},
@@ -169,7 +289,12 @@ var (
 
 // Own lists every reply hve's code sends, for the docs and their test.
 var Own = []*Reply{
-	MustStartTLS, AuthFailed, MailboxOnHVEEndpoint, AccountLocked, AuthTemporaryFailure, UnsupportedMechanism,
+	MustStartTLS, AuthFailed, MailboxOnHVEEndpoint, AccountLocked, AccountOnClientEndpoint, ConvertedToMailbox,
+	SecurityDefaults, BasicAuthBlocked, ClientAuthDisabled, BasicAuthRetired, BasicAuthPhasingOut,
+	ConditionalAccessBlocked, NetworkNotAllowed, TokenExpired, TokenNoPermission, AppNotAllowed,
+	OAuthBadBase64, OAuthNoUser, OAuthNoBearer, OAuthNoToken, SessionRevoked, ClientConcurrency,
+	MailboxRecipientQuota, MailboxRelayDenied,
+	AuthTemporaryFailure, UnsupportedMechanism,
 	NotAuthenticated, SenderDenied, InvalidAddress, TooManyRecipients, ExternalRecipient,
 	RecipientNotFound, MessageTooLarge, MalformedHeader, HeaderFromDenied,
 	StorageUnavailable, StorageFull, Accepted,

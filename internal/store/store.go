@@ -31,6 +31,7 @@ var (
 // Store is everything hve keeps.
 type Store interface {
 	Directory
+	Access
 	Queue
 	Mailboxes
 	Trace
@@ -40,9 +41,15 @@ type Store interface {
 // Directory holds tenants and their objects. Addresses are unique across all
 // tenants (a domain belongs to one tenant) and stored in lower case.
 type Directory interface {
+	// CreateTenant creates a tenant with default settings and the built-in
+	// report-only Conditional Access policy directory.BuiltInBlockLegacy.
 	CreateTenant(ctx context.Context, name string) (directory.Tenant, error)
 	Tenants(ctx context.Context) ([]directory.Tenant, error)
 	TenantByName(ctx context.Context, name string) (directory.Tenant, error)
+	Tenant(ctx context.Context, id int64) (directory.Tenant, error)
+	// UpdateTenantSettings replaces a tenant's settings. A default
+	// authentication policy must exist (ErrInvalid otherwise).
+	UpdateTenantSettings(ctx context.Context, tenantID int64, s directory.Settings) (directory.Tenant, error)
 
 	// AddDomain fails with ErrExists if any tenant has the domain.
 	AddDomain(ctx context.Context, d directory.Domain) (directory.Domain, error)
@@ -57,15 +64,24 @@ type Directory interface {
 	CreateMailbox(ctx context.Context, m directory.Mailbox) (directory.Mailbox, error)
 	Mailboxes(ctx context.Context, tenantID int64) ([]directory.Mailbox, error)
 	Mailbox(ctx context.Context, tenantID, id int64) (directory.Mailbox, error)
+	// UpdateMailbox replaces the mailbox's changeable fields (display name,
+	// password hash, authentication policy, tokens-valid-from).
+	UpdateMailbox(ctx context.Context, m directory.Mailbox) (directory.Mailbox, error)
 	RemoveMailbox(ctx context.Context, tenantID, id int64) error
 
 	CreateAccount(ctx context.Context, a directory.Account) (directory.Account, error)
 	Accounts(ctx context.Context, tenantID int64) ([]directory.Account, error)
 	Account(ctx context.Context, tenantID, id int64) (directory.Account, error)
 	// UpdateAccount replaces the account's changeable fields (display name,
-	// aliases, reply-to, enabled, password hash).
+	// aliases, reply-to, enabled, password hash, authentication policy,
+	// tokens-valid-from, allowed apps, allowed networks). A named policy
+	// must exist and the allowed apps be at most MaxAllowedApps (ErrInvalid).
 	UpdateAccount(ctx context.Context, a directory.Account) (directory.Account, error)
 	RemoveAccount(ctx context.Context, tenantID, id int64) error
+	// ConvertAccountToMailbox turns an HVE account into a mailbox with the
+	// same addresses, display name and password, marked ConvertedFromHVE,
+	// in one transaction. Group and security group memberships are kept.
+	ConvertAccountToMailbox(ctx context.Context, tenantID, accountID int64) (directory.Mailbox, error)
 
 	CreateGroup(ctx context.Context, g directory.Group) (directory.Group, error)
 	Groups(ctx context.Context, tenantID int64) ([]directory.Group, error)
@@ -82,6 +98,67 @@ type Directory interface {
 	AccountByAddress(ctx context.Context, address string) (directory.Account, error)
 	// MailboxByAddress finds a mailbox by primary address or alias.
 	MailboxByAddress(ctx context.Context, address string) (directory.Mailbox, error)
+}
+
+// Access holds what sign-ins are checked against: authentication policies,
+// security groups, Conditional Access policies, app registrations, trusted
+// external issuers and hve's own token-signing keys. Names are unique per
+// tenant; app ids and object ids are unique across tenants.
+type Access interface {
+	CreateAuthPolicy(ctx context.Context, p directory.AuthPolicy) (directory.AuthPolicy, error)
+	AuthPolicies(ctx context.Context, tenantID int64) ([]directory.AuthPolicy, error)
+	AuthPolicyByName(ctx context.Context, tenantID int64, name string) (directory.AuthPolicy, error)
+	UpdateAuthPolicy(ctx context.Context, p directory.AuthPolicy) (directory.AuthPolicy, error)
+	// RemoveAuthPolicy fails with ErrInvalid while the policy is the
+	// tenant's default or assigned to an account or mailbox.
+	RemoveAuthPolicy(ctx context.Context, tenantID int64, name string) error
+
+	CreateSecurityGroup(ctx context.Context, g directory.SecurityGroup) (directory.SecurityGroup, error)
+	SecurityGroups(ctx context.Context, tenantID int64) ([]directory.SecurityGroup, error)
+	SecurityGroupByName(ctx context.Context, tenantID int64, name string) (directory.SecurityGroup, error)
+	RemoveSecurityGroup(ctx context.Context, tenantID int64, name string) error
+	// AddSecurityGroupMember adds the account or mailbox whose primary
+	// address or alias memberAddress is (ErrInvalid for groups).
+	AddSecurityGroupMember(ctx context.Context, tenantID int64, group, memberAddress string) error
+	RemoveSecurityGroupMember(ctx context.Context, tenantID int64, group, memberAddress string) error
+	// SecurityGroupsOf names the security groups an account or mailbox is a
+	// direct member of.
+	SecurityGroupsOf(ctx context.Context, tenantID int64, kind directory.Kind, id int64) ([]string, error)
+
+	CreateCAPolicy(ctx context.Context, p directory.CAPolicy) (directory.CAPolicy, error)
+	// CAPolicies lists a tenant's policies by name.
+	CAPolicies(ctx context.Context, tenantID int64) ([]directory.CAPolicy, error)
+	CAPolicyByName(ctx context.Context, tenantID int64, name string) (directory.CAPolicy, error)
+	// UpdateCAPolicy replaces every field of the policy with p.ID.
+	UpdateCAPolicy(ctx context.Context, p directory.CAPolicy) (directory.CAPolicy, error)
+	RemoveCAPolicy(ctx context.Context, tenantID int64, name string) error
+
+	CreateApp(ctx context.Context, a directory.App) (directory.App, error)
+	Apps(ctx context.Context, tenantID int64) ([]directory.App, error)
+	// AppByAppID finds an app in any tenant by its app (client) id: the
+	// token endpoint does not know the tenant before it has the app.
+	AppByAppID(ctx context.Context, appID string) (directory.App, error)
+	// App finds a tenant's app by app id, object id or name.
+	App(ctx context.Context, tenantID int64, ref string) (directory.App, error)
+	// UpdateApp replaces the app's name and permissions.
+	UpdateApp(ctx context.Context, a directory.App) (directory.App, error)
+	RemoveApp(ctx context.Context, tenantID int64, appID string) error
+	AddAppSecret(ctx context.Context, tenantID int64, appID string, s directory.AppSecret) (directory.AppSecret, error)
+	RemoveAppSecret(ctx context.Context, tenantID int64, appID string, secretID int64) error
+
+	CreateIssuer(ctx context.Context, i directory.Issuer) (directory.Issuer, error)
+	// Issuers lists a tenant's trusted issuers; tenantID 0 lists every
+	// tenant's.
+	Issuers(ctx context.Context, tenantID int64) ([]directory.Issuer, error)
+	RemoveIssuer(ctx context.Context, tenantID int64, url string) error
+
+	// SigningKeys lists hve's token-signing keys, newest first.
+	SigningKeys(ctx context.Context) ([]directory.SigningKey, error)
+	// AddSigningKey stores k as the current key and retires the others at
+	// k.CreatedAt, in one transaction.
+	AddSigningKey(ctx context.Context, k directory.SigningKey) error
+	// PruneSigningKeys removes keys retired before the given time.
+	PruneSigningKeys(ctx context.Context, retiredBefore time.Time) error
 }
 
 // Queue is the durable spool and its work queue.
@@ -121,16 +198,24 @@ type MailboxCopy struct {
 
 // MailboxMessage is a message held in a mailbox of the embedded store.
 type MailboxMessage struct {
-	ID         int64     `json:"id"`
-	QueueID    string    `json:"queue_id"`
-	From       string    `json:"from"`
-	To         []string  `json:"to"`
-	Recipient  string    `json:"recipient"`
+	ID        int64    `json:"id"`
+	QueueID   string   `json:"queue_id"`
+	From      string   `json:"from"`
+	To        []string `json:"to"`
+	Recipient string   `json:"recipient"`
+	// Folder is FolderInbox or FolderSentItems.
+	Folder     string    `json:"folder"`
 	Subject    string    `json:"subject"`
 	MessageID  string    `json:"message_id"`
 	ReceivedAt time.Time `json:"received_at"`
 	Size       int64     `json:"size"`
 }
+
+// The folders of the embedded mailbox store.
+const (
+	FolderInbox     = "Inbox"
+	FolderSentItems = "Sent Items"
+)
 
 // Mailboxes reads the embedded mailbox store.
 type Mailboxes interface {

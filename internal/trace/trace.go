@@ -16,6 +16,12 @@ const (
 	EventExpanded  = "Expanded"  // a distribution group was expanded
 	EventDelivered = "Delivered" // a copy reached the recipient's mailbox
 	EventFailed    = "Failed"    // delivery to the recipient failed for good
+	// EventSignInRefused: a sign-in was refused; Sender is the username,
+	// Detail the reply and the reason (a Conditional Access policy's name).
+	EventSignInRefused = "SignInRefused"
+	// EventSignInReportOnly: a report-only Conditional Access policy would
+	// have blocked a sign-in that went ahead.
+	EventSignInReportOnly = "SignInReportOnly"
 )
 
 // Statuses: where a message or recipient stands, as admins filter on them.

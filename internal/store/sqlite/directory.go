@@ -3,49 +3,123 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"hve/internal/directory"
 	"hve/internal/store"
 )
 
-// CreateTenant creates a tenant.
+// CreateTenant creates a tenant with default settings and, in the same
+// transaction, the built-in report-only policy directory.BuiltInBlockLegacy.
 func (s *Store) CreateTenant(ctx context.Context, name string) (directory.Tenant, error) {
 	t := directory.Tenant{Name: name, CreatedAt: time.Now().UTC()}
-	res, err := s.w.ExecContext(ctx, `INSERT INTO tenants (name, created_at) VALUES (?, ?)`, name, nanos(t.CreatedAt))
+	settings, err := settingsJSON(t.Settings)
 	if err != nil {
-		return t, fmt.Errorf("tenant %q: %w", name, mapErr(err))
+		return t, err
 	}
-	t.ID, err = res.LastInsertId()
-	return t, err
+	err = s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `INSERT INTO tenants (name, created_at, settings) VALUES (?, ?, ?)`, name, nanos(t.CreatedAt), settings)
+		if err != nil {
+			return err
+		}
+		if t.ID, err = res.LastInsertId(); err != nil {
+			return err
+		}
+		_, err = insertCAPolicy(ctx, tx, builtInBlockLegacy(t.ID, t.CreatedAt))
+		return err
+	})
+	if err != nil {
+		return t, fmt.Errorf("tenant %q: %w", name, err)
+	}
+	return t, nil
+}
+
+// builtInBlockLegacy is the policy every new tenant gets: it would block
+// basic authentication for everyone, but only reports (like the managed
+// policy admins know from Entra ID). Admins may turn it on or remove it.
+func builtInBlockLegacy(tenantID int64, at time.Time) directory.CAPolicy {
+	return directory.CAPolicy{TenantID: tenantID, Name: directory.BuiltInBlockLegacy, State: directory.CAReportOnly, Grant: directory.GrantBlock,
+		ClientApps: []directory.ClientApp{directory.Legacy}, IncludeUsers: []string{directory.AllUsers}, CreatedAt: at}
+}
+
+// settingsJSON encodes tenant settings for the settings column.
+func settingsJSON(set directory.Settings) (string, error) {
+	b, err := json.Marshal(set)
+	if err != nil {
+		return "", fmt.Errorf("encoding tenant settings: %w", err)
+	}
+	return string(b), nil
+}
+
+const tenantColumns = `id, name, created_at, settings`
+
+func scanTenant(row scanner) (t directory.Tenant, err error) {
+	var created int64
+	var settings string
+	if err = row.Scan(&t.ID, &t.Name, &created, &settings); err != nil {
+		return t, err
+	}
+	t.CreatedAt = fromNanos(created)
+	if err = json.Unmarshal([]byte(settings), &t.Settings); err != nil {
+		return t, fmt.Errorf("settings of tenant %q: %w", t.Name, err)
+	}
+	// JSON keeps the zone offset it was given; every time the store
+	// returns is UTC.
+	for _, r := range []*directory.Retirement{&t.Settings.HVEBasicAuth, &t.Settings.ClientBasicAuth} {
+		r.SunsetAt, r.RampStart, r.RampEnd = r.SunsetAt.UTC(), r.RampStart.UTC(), r.RampEnd.UTC()
+	}
+	return t, nil
 }
 
 // Tenants lists all tenants by name.
 func (s *Store) Tenants(ctx context.Context) ([]directory.Tenant, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT id, name, created_at FROM tenants ORDER BY name`)
+	rows, err := s.r.QueryContext(ctx, `SELECT `+tenantColumns+` FROM tenants ORDER BY name`)
 	if err != nil {
 		return nil, fmt.Errorf("listing tenants: %w", err)
 	}
-	return collect(rows, func(rows scanner) (t directory.Tenant, err error) {
-		var created int64
-		err = rows.Scan(&t.ID, &t.Name, &created)
-		t.CreatedAt = fromNanos(created)
-		return t, err
-	})
+	return collect(rows, scanTenant)
 }
 
 // TenantByName finds a tenant.
 func (s *Store) TenantByName(ctx context.Context, name string) (directory.Tenant, error) {
-	var t directory.Tenant
-	var created int64
-	err := s.r.QueryRowContext(ctx, `SELECT id, name, created_at FROM tenants WHERE name = ?`, name).Scan(&t.ID, &t.Name, &created)
+	t, err := scanTenant(s.r.QueryRowContext(ctx, `SELECT `+tenantColumns+` FROM tenants WHERE name = ?`, name))
 	if err != nil {
 		return t, fmt.Errorf("tenant %q: %w", name, mapErr(err))
 	}
-	t.CreatedAt = fromNanos(created)
 	return t, nil
+}
+
+// Tenant finds a tenant by id.
+func (s *Store) Tenant(ctx context.Context, id int64) (directory.Tenant, error) {
+	t, err := scanTenant(s.r.QueryRowContext(ctx, `SELECT `+tenantColumns+` FROM tenants WHERE id = ?`, id))
+	if err != nil {
+		return t, fmt.Errorf("tenant %d: %w", id, mapErr(err))
+	}
+	return t, nil
+}
+
+// UpdateTenantSettings replaces a tenant's settings after checking that the
+// default authentication policy, if named, exists in the tenant.
+func (s *Store) UpdateTenantSettings(ctx context.Context, tenantID int64, set directory.Settings) (directory.Tenant, error) {
+	settings, err := settingsJSON(set)
+	if err != nil {
+		return directory.Tenant{}, err
+	}
+	err = s.tx(ctx, func(tx *sql.Tx) error {
+		if err := checkAuthPolicy(ctx, tx, tenantID, set.DefaultAuthPolicy); err != nil {
+			return err
+		}
+		return execOne(ctx, tx, fmt.Sprintf("tenant %d", tenantID), `UPDATE tenants SET settings = ? WHERE id = ?`, settings, tenantID)
+	})
+	if err != nil {
+		return directory.Tenant{}, fmt.Errorf("settings of tenant %d: %w", tenantID, err)
+	}
+	return s.Tenant(ctx, tenantID)
 }
 
 // AddDomain adds an accepted domain to a tenant.
@@ -142,12 +216,59 @@ func (s *Store) aliases(ctx context.Context, kind directory.Kind, id int64) ([]s
 	return list, err
 }
 
+// checkAuthPolicy fails with ErrInvalid unless name is empty (the tenant's
+// default applies) or names an authentication policy of the tenant.
+func checkAuthPolicy(ctx context.Context, tx *sql.Tx, tenantID int64, name string) error {
+	if name == "" {
+		return nil
+	}
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM auth_policies WHERE tenant_id = ? AND name = ?`, tenantID, name).Scan(&n); err != nil {
+		return err
+	}
+	if n == 0 {
+		return fmt.Errorf("%w: authentication policy %q does not exist in this tenant; create it first or name an existing one", store.ErrInvalid, name)
+	}
+	return nil
+}
+
+// allowedLists checks an account's allowed apps and networks and returns
+// them cleaned up: without duplicates (app ids compared without regard to
+// case, as GUIDs are), in the order given, networks in canonical form. The
+// caller's slices are not changed.
+func allowedLists(apps, networks []string) ([]string, []string, error) {
+	cleanApps := []string{}
+	for _, app := range apps {
+		if !slices.ContainsFunc(cleanApps, func(a string) bool { return strings.EqualFold(a, app) }) {
+			cleanApps = append(cleanApps, app)
+		}
+	}
+	if len(cleanApps) > directory.MaxAllowedApps {
+		return nil, nil, fmt.Errorf("%w: %d allowed apps; an account may allow at most %d", store.ErrInvalid, len(cleanApps), directory.MaxAllowedApps)
+	}
+	cleanNets := []string{}
+	for _, n := range networks {
+		pfx, err := directory.ParseNetwork(n)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: %v", store.ErrInvalid, err)
+		}
+		if !slices.Contains(cleanNets, pfx.String()) {
+			cleanNets = append(cleanNets, pfx.String())
+		}
+	}
+	return cleanApps, cleanNets, nil
+}
+
 // CreateMailbox creates a mailbox.
 func (s *Store) CreateMailbox(ctx context.Context, m directory.Mailbox) (directory.Mailbox, error) {
 	m.CreatedAt = time.Now().UTC()
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO mailboxes (tenant_id, name, display_name, address, password_hash, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
-			m.TenantID, m.Name, m.DisplayName, m.Address, m.PasswordHash, nanos(m.CreatedAt))
+		if err := checkAuthPolicy(ctx, tx, m.TenantID, m.AuthPolicy); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `INSERT INTO mailboxes (tenant_id, name, display_name, address, password_hash, created_at, auth_policy, tokens_valid_from, converted_from_hve)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			m.TenantID, m.Name, m.DisplayName, m.Address, m.PasswordHash, nanos(m.CreatedAt), m.AuthPolicy, nanos(m.TokensValidFrom), m.ConvertedFromHVE)
 		if err != nil {
 			return err
 		}
@@ -160,18 +281,19 @@ func (s *Store) CreateMailbox(ctx context.Context, m directory.Mailbox) (directo
 		return m, fmt.Errorf("mailbox %s: %w", m.Address, err)
 	}
 	m.HasPassword = m.PasswordHash != ""
+	m.TokensValidFrom = fromNanos(nanos(m.TokensValidFrom))
 	if m.Aliases == nil {
 		m.Aliases = []string{}
 	}
 	return m, nil
 }
 
-const mailboxColumns = `id, tenant_id, name, display_name, address, password_hash, created_at`
+const mailboxColumns = `id, tenant_id, name, display_name, address, password_hash, created_at, auth_policy, tokens_valid_from, converted_from_hve`
 
 func scanMailbox(row scanner) (m directory.Mailbox, err error) {
-	var created int64
-	err = row.Scan(&m.ID, &m.TenantID, &m.Name, &m.DisplayName, &m.Address, &m.PasswordHash, &created)
-	m.CreatedAt, m.HasPassword = fromNanos(created), m.PasswordHash != ""
+	var created, validFrom int64
+	err = row.Scan(&m.ID, &m.TenantID, &m.Name, &m.DisplayName, &m.Address, &m.PasswordHash, &created, &m.AuthPolicy, &validFrom, &m.ConvertedFromHVE)
+	m.CreatedAt, m.HasPassword, m.TokensValidFrom = fromNanos(created), m.PasswordHash != "", fromNanos(validFrom)
 	return m, err
 }
 
@@ -212,13 +334,34 @@ func (s *Store) MailboxByAddress(ctx context.Context, address string) (directory
 	return s.Mailbox(ctx, e.TenantID, e.ID)
 }
 
-// RemoveMailbox removes a mailbox, its messages and its group memberships.
+// UpdateMailbox stores the mailbox's changeable fields and returns the
+// mailbox as stored.
+func (s *Store) UpdateMailbox(ctx context.Context, m directory.Mailbox) (directory.Mailbox, error) {
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		if err := checkAuthPolicy(ctx, tx, m.TenantID, m.AuthPolicy); err != nil {
+			return err
+		}
+		return execOne(ctx, tx, fmt.Sprintf("id %d", m.ID),
+			`UPDATE mailboxes SET display_name = ?, password_hash = ?, auth_policy = ?, tokens_valid_from = ? WHERE tenant_id = ? AND id = ?`,
+			m.DisplayName, m.PasswordHash, m.AuthPolicy, nanos(m.TokensValidFrom), m.TenantID, m.ID)
+	})
+	if err != nil {
+		return m, fmt.Errorf("mailbox %s: %w", m.Address, err)
+	}
+	return s.Mailbox(ctx, m.TenantID, m.ID)
+}
+
+// RemoveMailbox removes a mailbox, its messages and its group and security
+// group memberships.
 func (s *Store) RemoveMailbox(ctx context.Context, tenantID, id int64) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		if err := execOne(ctx, tx, fmt.Sprintf("mailbox %d", id), `DELETE FROM mailboxes WHERE tenant_id = ? AND id = ?`, tenantID, id); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM group_members WHERE member_kind = 'mailbox' AND member_id = ?`, id); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM security_group_members WHERE member_kind = 'mailbox' AND member_id = ?`, id); err != nil {
 			return err
 		}
 		return releaseAddresses(ctx, tx, directory.KindMailbox, id, false)
@@ -229,9 +372,18 @@ func (s *Store) RemoveMailbox(ctx context.Context, tenantID, id int64) error {
 func (s *Store) CreateAccount(ctx context.Context, a directory.Account) (directory.Account, error) {
 	a.CreatedAt = time.Now().UTC()
 	a.UpdatedAt = a.CreatedAt
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO accounts (tenant_id, name, display_name, address, password_hash, reply_to, enabled, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			a.TenantID, a.Name, a.DisplayName, a.Address, a.PasswordHash, a.ReplyTo, a.Enabled, nanos(a.CreatedAt), nanos(a.UpdatedAt))
+	var err error
+	if a.AllowedApps, a.AllowedNetworks, err = allowedLists(a.AllowedApps, a.AllowedNetworks); err != nil {
+		return a, fmt.Errorf("account %s: %w", a.Address, err)
+	}
+	err = s.tx(ctx, func(tx *sql.Tx) error {
+		if err := checkAuthPolicy(ctx, tx, a.TenantID, a.AuthPolicy); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `INSERT INTO accounts (tenant_id, name, display_name, address, password_hash, reply_to, enabled, created_at, updated_at,
+			auth_policy, tokens_valid_from, allowed_apps, allowed_networks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			a.TenantID, a.Name, a.DisplayName, a.Address, a.PasswordHash, a.ReplyTo, a.Enabled, nanos(a.CreatedAt), nanos(a.UpdatedAt),
+			a.AuthPolicy, nanos(a.TokensValidFrom), jsonList(a.AllowedApps), jsonList(a.AllowedNetworks))
 		if err != nil {
 			return err
 		}
@@ -243,18 +395,28 @@ func (s *Store) CreateAccount(ctx context.Context, a directory.Account) (directo
 	if err != nil {
 		return a, fmt.Errorf("account %s: %w", a.Address, err)
 	}
+	a.TokensValidFrom = fromNanos(nanos(a.TokensValidFrom))
 	if a.Aliases == nil {
 		a.Aliases = []string{}
 	}
 	return a, nil
 }
 
-const accountColumns = `id, tenant_id, name, display_name, address, password_hash, reply_to, enabled, created_at, updated_at`
+const accountColumns = `id, tenant_id, name, display_name, address, password_hash, reply_to, enabled, created_at, updated_at,
+	auth_policy, tokens_valid_from, allowed_apps, allowed_networks`
 
 func scanAccount(row scanner) (a directory.Account, err error) {
-	var created, updated int64
-	err = row.Scan(&a.ID, &a.TenantID, &a.Name, &a.DisplayName, &a.Address, &a.PasswordHash, &a.ReplyTo, &a.Enabled, &created, &updated)
-	a.CreatedAt, a.UpdatedAt = fromNanos(created), fromNanos(updated)
+	var created, updated, validFrom int64
+	var apps, networks string
+	err = row.Scan(&a.ID, &a.TenantID, &a.Name, &a.DisplayName, &a.Address, &a.PasswordHash, &a.ReplyTo, &a.Enabled, &created, &updated,
+		&a.AuthPolicy, &validFrom, &apps, &networks)
+	if err != nil {
+		return a, err
+	}
+	a.CreatedAt, a.UpdatedAt, a.TokensValidFrom = fromNanos(created), fromNanos(updated), fromNanos(validFrom)
+	if err = fromJSONList(apps, &a.AllowedApps); err == nil {
+		err = fromJSONList(networks, &a.AllowedNetworks)
+	}
 	return a, err
 }
 
@@ -290,10 +452,19 @@ func (s *Store) queryAccounts(ctx context.Context, where string, args ...any) ([
 // UpdateAccount stores the account's changeable fields.
 func (s *Store) UpdateAccount(ctx context.Context, a directory.Account) (directory.Account, error) {
 	a.UpdatedAt = time.Now().UTC()
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	var err error
+	if a.AllowedApps, a.AllowedNetworks, err = allowedLists(a.AllowedApps, a.AllowedNetworks); err != nil {
+		return a, fmt.Errorf("account %s: %w", a.Address, err)
+	}
+	err = s.tx(ctx, func(tx *sql.Tx) error {
+		if err := checkAuthPolicy(ctx, tx, a.TenantID, a.AuthPolicy); err != nil {
+			return err
+		}
 		err := execOne(ctx, tx, fmt.Sprintf("account %s", a.Address),
-			`UPDATE accounts SET display_name = ?, password_hash = ?, reply_to = ?, enabled = ?, updated_at = ? WHERE tenant_id = ? AND id = ?`,
-			a.DisplayName, a.PasswordHash, a.ReplyTo, a.Enabled, nanos(a.UpdatedAt), a.TenantID, a.ID)
+			`UPDATE accounts SET display_name = ?, password_hash = ?, reply_to = ?, enabled = ?, updated_at = ?,
+				auth_policy = ?, tokens_valid_from = ?, allowed_apps = ?, allowed_networks = ? WHERE tenant_id = ? AND id = ?`,
+			a.DisplayName, a.PasswordHash, a.ReplyTo, a.Enabled, nanos(a.UpdatedAt),
+			a.AuthPolicy, nanos(a.TokensValidFrom), jsonList(a.AllowedApps), jsonList(a.AllowedNetworks), a.TenantID, a.ID)
 		if err != nil {
 			return err
 		}
@@ -314,17 +485,64 @@ func (s *Store) UpdateAccount(ctx context.Context, a directory.Account) (directo
 	if err != nil {
 		return a, fmt.Errorf("account %s: %w", a.Address, err)
 	}
+	a.TokensValidFrom = fromNanos(nanos(a.TokensValidFrom))
 	return a, nil
 }
 
-// RemoveAccount removes an account and its addresses.
+// RemoveAccount removes an account, its addresses and its security group
+// memberships.
 func (s *Store) RemoveAccount(ctx context.Context, tenantID, id int64) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		if err := execOne(ctx, tx, fmt.Sprintf("account %d", id), `DELETE FROM accounts WHERE tenant_id = ? AND id = ?`, tenantID, id); err != nil {
 			return err
 		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM security_group_members WHERE member_kind = 'account' AND member_id = ?`, id); err != nil {
+			return err
+		}
 		return releaseAddresses(ctx, tx, directory.KindAccount, id, false)
 	})
+}
+
+// ConvertAccountToMailbox replaces an HVE account by a mailbox in one
+// transaction. The mailbox takes over the account's name, display name,
+// addresses, password, authentication policy and tokens-valid-from, and its
+// group and security group memberships; the account is gone. Reply-to,
+// allowed apps and networks have no place on a mailbox and are dropped.
+func (s *Store) ConvertAccountToMailbox(ctx context.Context, tenantID, accountID int64) (directory.Mailbox, error) {
+	var mailboxID int64
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		// INSERT ... SELECT copies the account's columns within the
+		// transaction, so nothing can change them before the move.
+		res, err := tx.ExecContext(ctx, `INSERT INTO mailboxes (tenant_id, name, display_name, address, password_hash, created_at, auth_policy, tokens_valid_from, converted_from_hve)
+			SELECT tenant_id, name, display_name, address, password_hash, ?, auth_policy, tokens_valid_from, 1 FROM accounts WHERE tenant_id = ? AND id = ?`,
+			nanos(time.Now()), tenantID, accountID)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return store.ErrNotFound
+		}
+		if mailboxID, err = res.LastInsertId(); err != nil {
+			return err
+		}
+		for _, q := range []string{
+			`UPDATE addresses SET kind = 'mailbox', object_id = ? WHERE kind = 'account' AND object_id = ?`,
+			`UPDATE group_members SET member_kind = 'mailbox', member_id = ? WHERE member_kind = 'account' AND member_id = ?`,
+			`UPDATE security_group_members SET member_kind = 'mailbox', member_id = ? WHERE member_kind = 'account' AND member_id = ?`,
+		} {
+			if _, err := tx.ExecContext(ctx, q, mailboxID, accountID); err != nil {
+				return err
+			}
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM accounts WHERE id = ?`, accountID)
+		return err
+	})
+	if err != nil {
+		return directory.Mailbox{}, fmt.Errorf("converting account %d to a mailbox: %w", accountID, err)
+	}
+	return s.Mailbox(ctx, tenantID, mailboxID)
 }
 
 // CreateGroup creates a distribution group without members.
@@ -359,7 +577,7 @@ func (s *Store) Groups(ctx context.Context, tenantID int64) ([]directory.Group, 
 		return nil, err
 	}
 	for i := range list {
-		if list[i].Members, err = s.members(ctx, list[i].ID); err != nil {
+		if list[i].Members, err = s.members(ctx, "group_members", list[i].ID); err != nil {
 			return nil, err
 		}
 	}
@@ -372,7 +590,7 @@ func (s *Store) Group(ctx context.Context, tenantID, id int64) (directory.Group,
 	if err != nil {
 		return g, fmt.Errorf("group %d: %w", id, mapErr(err))
 	}
-	g.Members, err = s.members(ctx, id)
+	g.Members, err = s.members(ctx, "group_members", id)
 	return g, err
 }
 
@@ -383,9 +601,11 @@ func scanGroup(row scanner) (g directory.Group, err error) {
 	return g, err
 }
 
-func (s *Store) members(ctx context.Context, groupID int64) ([]directory.Member, error) {
+// members lists the direct members of a distribution group (table
+// group_members) or a security group (security_group_members), by address.
+func (s *Store) members(ctx context.Context, table string, groupID int64) ([]directory.Member, error) {
 	rows, err := s.r.QueryContext(ctx, `
-		SELECT m.member_kind, m.member_id, a.address FROM group_members m
+		SELECT m.member_kind, m.member_id, a.address FROM `+table+` m
 		JOIN addresses a ON a.kind = m.member_kind AND a.object_id = m.member_id AND a.is_primary = 1
 		WHERE m.group_id = ? ORDER BY a.address`, groupID)
 	if err != nil {

@@ -14,12 +14,13 @@ import (
 )
 
 // Enqueue stores messages and their trace events in one transaction; the
-// commit fsyncs the WAL once for the whole batch.
+// commit fsyncs the WAL once for the whole batch. A message sent by a
+// mailbox gets its Sent Items copy in the same transaction.
 func (s *Store) Enqueue(ctx context.Context, msgs []*queue.Message, events []trace.Event) error {
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		ins, err := tx.PrepareContext(ctx, `INSERT INTO messages
-			(queue_id, tenant_id, account_id, sender, recipients, message_id, subject, client_ip, size, received_at, state, next_attempt_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)`)
+			(queue_id, tenant_id, account_id, mailbox_id, sender, recipients, message_id, subject, client_ip, size, received_at, state, next_attempt_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)`)
 		if err != nil {
 			return err
 		}
@@ -29,15 +30,30 @@ func (s *Store) Enqueue(ctx context.Context, msgs []*queue.Message, events []tra
 			return err
 		}
 		defer insBody.Close()
+		// The sender is the copy's recipient: a Sent Items copy was not
+		// delivered for any one recipient.
+		insSent, err := tx.PrepareContext(ctx, `INSERT INTO mailbox_messages (mailbox_id, queue_id, recipient, folder, delivered_at) VALUES (?, ?, ?, ?, ?)`)
+		if err != nil {
+			return err
+		}
+		defer insSent.Close()
 		for _, m := range msgs {
 			rcpts, err := json.Marshal(m.Recipients)
 			if err != nil {
 				return err
 			}
-			_, err = ins.ExecContext(ctx, m.QueueID, m.TenantID, m.AccountID, m.Sender, string(rcpts), m.MessageID, m.Subject,
-				m.ClientIP, m.Size, nanos(m.ReceivedAt), nanos(m.ReceivedAt))
+			// The first attempt is due at once unless the sender is paced.
+			due := m.ReceivedAt
+			if !m.NotBefore.IsZero() {
+				due = m.NotBefore
+			}
+			_, err = ins.ExecContext(ctx, m.QueueID, m.TenantID, m.AccountID, m.MailboxID, m.Sender, string(rcpts), m.MessageID, m.Subject,
+				m.ClientIP, m.Size, nanos(m.ReceivedAt), nanos(due))
 			if err == nil {
 				_, err = insBody.ExecContext(ctx, m.QueueID, m.Body)
+			}
+			if err == nil && m.MailboxID != 0 {
+				_, err = insSent.ExecContext(ctx, m.MailboxID, m.QueueID, m.Sender, store.FolderSentItems, nanos(m.ReceivedAt))
 			}
 			if err != nil {
 				return fmt.Errorf("message %s: %w", m.QueueID, err)
@@ -61,7 +77,7 @@ func (s *Store) Claim(ctx context.Context, owner string, now time.Time, limit in
 				SELECT queue_id FROM messages
 				WHERE state = 'queued' AND next_attempt_at <= ? AND lease_until < ?
 				ORDER BY next_attempt_at LIMIT ?)
-			RETURNING queue_id, tenant_id, account_id, sender, recipients, message_id, subject, client_ip, size, received_at`,
+			RETURNING queue_id, tenant_id, account_id, mailbox_id, sender, recipients, message_id, subject, client_ip, size, received_at`,
 			owner, nanos(now.Add(lease)), nanos(now), nanos(now), limit)
 		if err != nil {
 			return err
@@ -70,7 +86,7 @@ func (s *Store) Claim(ctx context.Context, owner string, now time.Time, limit in
 			m := &queue.Message{}
 			var rcpts string
 			var received int64
-			err := row.Scan(&m.QueueID, &m.TenantID, &m.AccountID, &m.Sender, &rcpts, &m.MessageID, &m.Subject, &m.ClientIP, &m.Size, &received)
+			err := row.Scan(&m.QueueID, &m.TenantID, &m.AccountID, &m.MailboxID, &m.Sender, &rcpts, &m.MessageID, &m.Subject, &m.ClientIP, &m.Size, &received)
 			if err != nil {
 				return nil, err
 			}
@@ -89,15 +105,15 @@ func (s *Store) Claim(ctx context.Context, owner string, now time.Time, limit in
 func (s *Store) Finish(ctx context.Context, deliveries []store.Delivery) error {
 	now := nanos(time.Now())
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		copyStmt, err := tx.PrepareContext(ctx, `INSERT INTO mailbox_messages (mailbox_id, queue_id, recipient, delivered_at)
-			VALUES (?, ?, ?, ?) ON CONFLICT (mailbox_id, queue_id) DO NOTHING`)
+		copyStmt, err := tx.PrepareContext(ctx, `INSERT INTO mailbox_messages (mailbox_id, queue_id, recipient, folder, delivered_at)
+			VALUES (?, ?, ?, ?, ?) ON CONFLICT (mailbox_id, queue_id, folder) DO NOTHING`)
 		if err != nil {
 			return err
 		}
 		defer copyStmt.Close()
 		for _, d := range deliveries {
 			for _, c := range d.Copies {
-				if _, err := copyStmt.ExecContext(ctx, c.MailboxID, d.QueueID, c.Recipient, now); err != nil {
+				if _, err := copyStmt.ExecContext(ctx, c.MailboxID, d.QueueID, c.Recipient, store.FolderInbox, now); err != nil {
 					return fmt.Errorf("copy of %s to mailbox %d: %w", d.QueueID, c.MailboxID, err)
 				}
 			}
@@ -133,10 +149,10 @@ func (s *Store) QueueDepth(ctx context.Context) (int, error) {
 	return n, mapErr(err)
 }
 
-// MailboxMessages lists what a mailbox holds, newest first.
+// MailboxMessages lists what a mailbox holds in every folder, newest first.
 func (s *Store) MailboxMessages(ctx context.Context, mailboxID int64) ([]store.MailboxMessage, error) {
 	rows, err := s.r.QueryContext(ctx, `
-		SELECT mm.id, mm.queue_id, m.sender, m.recipients, mm.recipient, m.subject, m.message_id, mm.delivered_at, m.size
+		SELECT mm.id, mm.queue_id, m.sender, m.recipients, mm.recipient, mm.folder, m.subject, m.message_id, mm.delivered_at, m.size
 		FROM mailbox_messages mm JOIN messages m ON m.queue_id = mm.queue_id
 		WHERE mm.mailbox_id = ? ORDER BY mm.id DESC`, mailboxID)
 	if err != nil {
@@ -145,7 +161,7 @@ func (s *Store) MailboxMessages(ctx context.Context, mailboxID int64) ([]store.M
 	list, err := collect(rows, func(row scanner) (mm store.MailboxMessage, err error) {
 		var rcpts string
 		var at int64
-		if err = row.Scan(&mm.ID, &mm.QueueID, &mm.From, &rcpts, &mm.Recipient, &mm.Subject, &mm.MessageID, &at, &mm.Size); err != nil {
+		if err = row.Scan(&mm.ID, &mm.QueueID, &mm.From, &rcpts, &mm.Recipient, &mm.Folder, &mm.Subject, &mm.MessageID, &at, &mm.Size); err != nil {
 			return mm, err
 		}
 		mm.ReceivedAt = fromNanos(at)

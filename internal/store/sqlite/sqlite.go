@@ -7,6 +7,7 @@ import (
 	"context"
 	"database/sql"
 	"embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -201,11 +202,40 @@ func mapErr(err error) error {
 	return err
 }
 
-func nanos(t time.Time) int64 { return t.UnixNano() }
+// nanos stores a time as Unix nanoseconds; the zero time (an optional time
+// not set) is 0, which fromNanos turns back into the zero time. UnixNano of
+// the zero time itself is undefined.
+func nanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
 
 func fromNanos(n int64) time.Time {
 	if n == 0 {
 		return time.Time{}
 	}
 	return time.Unix(0, n).UTC()
+}
+
+// jsonList encodes a list for a JSON column. A nil list is stored as [], so
+// that it reads back as an empty list, which the admin API shows as [].
+func jsonList[T ~string](list []T) string {
+	if list == nil {
+		return "[]"
+	}
+	b, _ := json.Marshal(list) // lists of strings always encode
+	return string(b)
+}
+
+// fromJSONList decodes a JSON column written by jsonList into a non-nil list.
+func fromJSONList[T ~string](col string, list *[]T) error {
+	if err := json.Unmarshal([]byte(col), list); err != nil {
+		return fmt.Errorf("decoding %q: %w", col, err)
+	}
+	if *list == nil {
+		*list = []T{}
+	}
+	return nil
 }

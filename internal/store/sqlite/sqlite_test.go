@@ -3,8 +3,11 @@ package sqlite
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"errors"
 	"io/fs"
+	"maps"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -209,5 +212,98 @@ func TestMapErr(t *testing.T) {
 	}
 	if mapErr(nil) != nil {
 		t.Error("mapErr(nil) is not nil")
+	}
+}
+
+// TestUpgradeFrom0001 opens a data directory that only the first migration
+// built, with data in it, and checks that 0002 keeps the data and gives it
+// the new defaults.
+func TestUpgradeFrom0001(t *testing.T) {
+	dir := t.TempDir()
+	ctx := t.Context()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "hve.db")+"?_pragma=foreign_keys(1)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := migrations.ReadFile("migrations/0001_init.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const at = 1_700_000_000_000_000_000
+	for _, q := range []string{
+		`CREATE TABLE schema_migrations (version TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)`,
+		string(body),
+		`INSERT INTO schema_migrations VALUES ('0001_init', 1)`,
+		`INSERT INTO tenants VALUES (1, 'acme', 1700000000000000000)`,
+		`INSERT INTO domains VALUES (1, 1, 'a.example', 'authoritative')`,
+		`INSERT INTO mailboxes VALUES (1, 1, 'alice', 'Alice', 'alice@a.example', '', 1700000000000000000)`,
+		`INSERT INTO accounts VALUES (1, 1, 'app', 'App', 'app@a.example', 'h', '', 1, 1700000000000000000, 1700000000000000000)`,
+		`INSERT INTO addresses VALUES ('alice@a.example', 1, 'mailbox', 1, 1), ('app@a.example', 1, 'account', 1, 1)`,
+		`INSERT INTO messages (queue_id, tenant_id, account_id, sender, recipients, message_id, subject, client_ip, size, received_at, state, next_attempt_at)
+			VALUES ('Q1', 1, 1, 'app@a.example', '["alice@a.example"]', 'm1@a.example', 'old', '192.0.2.1', 5, 1700000000000000000, 'done', 1700000000000000000)`,
+		`INSERT INTO message_bodies VALUES ('Q1', 'hello')`,
+		`INSERT INTO mailbox_messages VALUES (7, 1, 'Q1', 'alice@a.example', 1700000000000000000)`,
+	} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	db.Close()
+
+	s := open(t, dir)
+	if got := appliedMigrations(t, s); len(got) < 2 || got[1].version != "0002_access" {
+		t.Errorf("applied migrations = %v, want 0002_access after 0001_init", got)
+	}
+	var problems int
+	if err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM pragma_foreign_key_check`).Scan(&problems); err != nil || problems != 0 {
+		t.Errorf("foreign key check after the upgrade: %d problems, %v", problems, err)
+	}
+
+	ten, err := s.TenantByName(ctx, "acme")
+	if err != nil || ten.Settings != (directory.Settings{}) || !ten.CreatedAt.Equal(fromNanos(at)) {
+		t.Errorf("tenant after the upgrade = %+v, %v; want default settings", ten, err)
+	}
+	if p, err := s.CAPolicyByName(ctx, 1, directory.BuiltInBlockLegacy); err != nil || p.State != directory.CAReportOnly || p.Validate() != nil {
+		t.Errorf("an existing tenant's built-in policy after the upgrade: %+v, %v", p, err)
+	}
+	acc, err := s.Account(ctx, 1, 1)
+	if err != nil || acc.AuthPolicy != "" || !acc.TokensValidFrom.IsZero() || acc.AllowedApps == nil || acc.AllowedNetworks == nil || len(acc.AllowedApps) != 0 {
+		t.Errorf("account after the upgrade = %+v, %v", acc, err)
+	}
+	if mb, err := s.Mailbox(ctx, 1, 1); err != nil || mb.ConvertedFromHVE || mb.AuthPolicy != "" || !mb.TokensValidFrom.IsZero() {
+		t.Errorf("mailbox after the upgrade = %+v, %v", mb, err)
+	}
+	msgs, err := s.MailboxMessages(ctx, 1)
+	if err != nil || len(msgs) != 1 || msgs[0].ID != 7 || msgs[0].Folder != store.FolderInbox || msgs[0].Subject != "old" {
+		t.Fatalf("mailbox messages after the upgrade = %+v, %v; want copy 7 in the Inbox", msgs, err)
+	}
+	if body, err := s.MailboxMessageBody(ctx, 1, 7); err != nil || string(body) != "hello" {
+		t.Errorf("body of copy 7 after the upgrade = %q, %v", body, err)
+	}
+
+	// The rebuilt table keeps delivery idempotent, and takes a Sent Items
+	// copy of a message that is also in the Inbox.
+	copyToAlice := store.Delivery{QueueID: "Q1", Copies: []store.MailboxCopy{{MailboxID: 1, Recipient: "alice@a.example"}}}
+	if err := s.Finish(ctx, []store.Delivery{copyToAlice}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	self := &queue.Message{QueueID: queue.NewID(now), TenantID: 1, MailboxID: 1, Sender: "alice@a.example", Recipients: []string{"alice@a.example"},
+		ReceivedAt: now, Body: []byte("to me"), Size: 5}
+	if err := s.Enqueue(ctx, []*queue.Message{self}, nil); err != nil {
+		t.Fatal(err)
+	}
+	copyToAlice.QueueID = self.QueueID
+	if err := s.Finish(ctx, []store.Delivery{copyToAlice}); err != nil {
+		t.Fatal(err)
+	}
+	folders := map[string]int{}
+	msgs, _ = s.MailboxMessages(ctx, 1)
+	for _, mm := range msgs {
+		folders[mm.QueueID+" "+mm.Folder]++
+	}
+	want := map[string]int{"Q1 Inbox": 1, self.QueueID + " Inbox": 1, self.QueueID + " Sent Items": 1}
+	if !maps.Equal(folders, want) {
+		t.Errorf("copies after the upgrade = %v, want %v", folders, want)
 	}
 }

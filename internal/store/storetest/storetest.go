@@ -12,9 +12,12 @@ package storetest
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -32,8 +35,11 @@ import (
 //
 // Beyond the doc comments of package store, the suite expects what callers
 // rely on: Tenants is ordered by name; SearchTrace returns events oldest
-// (lowest ID) first; MailboxMessages and SearchTrace return empty, non-nil
-// lists when nothing matches, which the admin API encodes as [].
+// (lowest ID) first; MailboxMessages, SearchTrace and the list methods of
+// store.Access return empty, non-nil lists when nothing matches, and list
+// fields (an account's allowed apps, a policy's users, an app's secrets...)
+// are never nil either, which the admin API encodes as []. Times keep
+// nanoseconds where the suite says so (tokens-valid-from).
 func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	tests := []struct {
 		name string
@@ -58,6 +64,23 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"EnqueueIsAtomic", testEnqueueIsAtomic},
 		{"Finish", testFinish},
 		{"MailboxMessages", testMailboxMessages},
+		{"SentItems", testSentItems},
+		{"NotBefore", testNotBefore},
+		{"TenantSettings", testTenantSettings},
+		{"BuiltInCAPolicy", testBuiltInCAPolicy},
+		{"AuthPolicies", testAuthPolicies},
+		{"RemoveAuthPolicyInUse", testRemoveAuthPolicyInUse},
+		{"AccountAccessFields", testAccountAccessFields},
+		{"UpdateMailbox", testUpdateMailbox},
+		{"ConvertAccountToMailbox", testConvertAccountToMailbox},
+		{"SecurityGroups", testSecurityGroups},
+		{"SecurityGroupMembershipsEndWithTheMember", testSecurityGroupMembershipsEnd},
+		{"CAPolicies", testCAPolicies},
+		{"Apps", testApps},
+		{"AppSecrets", testAppSecrets},
+		{"RemoveApp", testRemoveApp},
+		{"Issuers", testIssuers},
+		{"SigningKeys", testSigningKeys},
 		{"TraceSearch", testTraceSearch},
 		{"TracePaging", testTracePaging},
 	}
@@ -1118,7 +1141,7 @@ func testMailboxMessages(t *testing.T, s store.Store) {
 			m, rcpt = m2, "team@a.example"
 		}
 		if mm.QueueID != m.QueueID || mm.From != m.Sender || !slices.Equal(mm.To, m.Recipients) || mm.Recipient != rcpt ||
-			mm.Subject != m.Subject || mm.MessageID != m.MessageID || mm.Size != m.Size {
+			mm.Folder != store.FolderInbox || mm.Subject != m.Subject || mm.MessageID != m.MessageID || mm.Size != m.Size {
 			t.Errorf("mailbox message %+v does not describe %+v (recipient %s)", mm, m, rcpt)
 		}
 		// ReceivedAt is when the message reached the mailbox (or the queue):
@@ -1141,7 +1164,7 @@ func testMailboxMessages(t *testing.T, s store.Store) {
 	}
 
 	bobs := must(t, of(s.MailboxMessages(ctx, bob.ID)))
-	if len(bobs) != 1 || bobs[0].QueueID != m2.QueueID || bobs[0].Recipient != "bob@a.example" {
+	if len(bobs) != 1 || bobs[0].QueueID != m2.QueueID || bobs[0].Recipient != "bob@a.example" || bobs[0].Folder != store.FolderInbox {
 		t.Errorf("MailboxMessages(bob) = %+v, want his copy of %s", bobs, m2.QueueID)
 	}
 	for _, mm := range list {
@@ -1291,4 +1314,1147 @@ func testTracePaging(t *testing.T, s store.Store) {
 	if got := must(t, of(s.SearchTrace(ctx, trace.Query{TenantID: ten.ID}))); len(got) != 7 {
 		t.Errorf("SearchTrace without a limit returned %d events, want 7", len(got))
 	}
+}
+
+// testSentItems: a message a mailbox sends gets a Sent Items copy in that
+// mailbox when it is enqueued; delivering it to the sender as well makes a
+// second, Inbox, copy.
+func testSentItems(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	ten := newTenant(t, s, "a", "a.example")
+	alice := newMailbox(t, s, ten.ID, "alice@a.example")
+	bob := newMailbox(t, s, ten.ID, "bob@a.example")
+	at := baseTime()
+
+	// alice writes to herself and to r1; HVE accounts (MailboxID 0) keep
+	// no Sent Items.
+	sent := newMessage(ten.ID, 0, 1, at)
+	sent.MailboxID, sent.Sender = alice.ID, "alice@a.example"
+	hve := newMessage(ten.ID, 0, 2, at)
+	check(t, s.Enqueue(ctx, []*queue.Message{sent, hve}, nil))
+
+	list := must(t, of(s.MailboxMessages(ctx, alice.ID)))
+	if len(list) != 1 {
+		t.Fatalf("after Enqueue, alice holds %+v; want only her Sent Items copy", list)
+	}
+	mm := list[0]
+	if mm.Folder != store.FolderSentItems || mm.QueueID != sent.QueueID || mm.Recipient != "alice@a.example" || mm.From != "alice@a.example" ||
+		!slices.Equal(mm.To, sent.Recipients) || mm.Subject != sent.Subject || mm.Size != sent.Size || !mm.ReceivedAt.Equal(sent.ReceivedAt) {
+		t.Errorf("Sent Items copy = %+v, want folder %q, recipient = sender and the envelope of %+v", mm, store.FolderSentItems, sent)
+	}
+	if body := must(t, of(s.MailboxMessageBody(ctx, alice.ID, mm.ID))); !bytes.Equal(body, sent.Body) {
+		t.Errorf("body of the Sent Items copy = %q", body)
+	}
+	if n := len(must(t, of(s.MailboxMessages(ctx, bob.ID)))); n != 0 {
+		t.Errorf("bob holds %d messages before any delivery", n)
+	}
+
+	// The sender mailbox comes back with the claimed message; the delivery
+	// to alice herself is an Inbox copy next to the Sent Items one.
+	claimed := must(t, of(s.Claim(ctx, "w", time.Now(), 10, time.Minute)))
+	for _, c := range claimed {
+		if want := map[string]int64{sent.QueueID: alice.ID, hve.QueueID: 0}[c.QueueID]; c.MailboxID != want {
+			t.Errorf("claimed %s has MailboxID %d, want %d", c.QueueID, c.MailboxID, want)
+		}
+	}
+	d := store.Delivery{QueueID: sent.QueueID, Copies: []store.MailboxCopy{{MailboxID: alice.ID, Recipient: "alice@a.example"}, {MailboxID: bob.ID, Recipient: "bob@a.example"}}}
+	check(t, s.Finish(ctx, []store.Delivery{d}))
+	check(t, s.Finish(ctx, []store.Delivery{d})) // idempotent, per folder
+	folders := map[string]int{}
+	for _, mm := range must(t, of(s.MailboxMessages(ctx, alice.ID))) {
+		folders[mm.Folder]++
+		if mm.QueueID != sent.QueueID {
+			t.Errorf("alice holds a copy of %s", mm.QueueID)
+		}
+	}
+	if folders[store.FolderInbox] != 1 || folders[store.FolderSentItems] != 1 || len(folders) != 2 {
+		t.Errorf("alice's copies by folder = %v, want one Inbox and one Sent Items", folders)
+	}
+	if list := must(t, of(s.MailboxMessages(ctx, bob.ID))); len(list) != 1 || list[0].Folder != store.FolderInbox {
+		t.Errorf("bob's copies = %+v, want one in the Inbox", list)
+	}
+
+	// A failed batch leaves no Sent Items copy behind.
+	fresh := newMessage(ten.ID, 0, 3, at)
+	fresh.MailboxID = bob.ID
+	dup := newMessage(ten.ID, 0, 4, at)
+	dup.QueueID = hve.QueueID
+	if err := s.Enqueue(ctx, []*queue.Message{fresh, dup}, nil); err == nil {
+		t.Fatal("Enqueue of a batch with a duplicate queue id succeeded")
+	}
+	if list := must(t, of(s.MailboxMessages(ctx, bob.ID))); len(list) != 1 {
+		t.Errorf("a failed batch left bob %d copies, want his 1 Inbox copy", len(list))
+	}
+}
+
+// testNotBefore: a paced message is not claimed before its NotBefore.
+func testNotBefore(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	ten := newTenant(t, s, "a", "a.example")
+	acc := newAccount(t, s, ten.ID, "app@a.example")
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	paced := newMessage(ten.ID, acc.ID, 1, now.Add(-time.Second))
+	paced.NotBefore = now.Add(time.Minute)
+	atOnce := newMessage(ten.ID, acc.ID, 2, now.Add(-time.Second))
+	check(t, s.Enqueue(ctx, []*queue.Message{paced, atOnce}, nil))
+
+	if got := must(t, of(s.Claim(ctx, "w1", now, 10, time.Second))); !slices.Equal(queueIDs(got), []string{atOnce.QueueID}) {
+		t.Errorf("Claim now = %v, want only %s (the other is not due for a minute)", queueIDs(got), atOnce.QueueID)
+	}
+	if got := must(t, of(s.Claim(ctx, "w2", now.Add(59*time.Second), 10, time.Second))); slices.Contains(queueIDs(got), paced.QueueID) {
+		t.Errorf("Claim a second before NotBefore got %s", paced.QueueID)
+	}
+	if got := must(t, of(s.Claim(ctx, "w3", paced.NotBefore, 10, time.Second))); !slices.Contains(queueIDs(got), paced.QueueID) {
+		t.Errorf("Claim at NotBefore = %v, want %s", queueIDs(got), paced.QueueID)
+	}
+	if n := must(t, of(s.QueueDepth(ctx))); n != 2 {
+		t.Errorf("QueueDepth = %d, want 2 (a paced message is queued)", n)
+	}
+}
+
+// ---- access ----
+
+func testTenantSettings(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	a := newTenant(t, s, "a")
+	b := newTenant(t, s, "b")
+	if a.Settings != (directory.Settings{}) {
+		t.Errorf("a new tenant has settings %+v, want the defaults (zero)", a.Settings)
+	}
+	got := must(t, of(s.Tenant(ctx, a.ID)))
+	if got.ID != a.ID || got.Name != "a" || got.CreatedAt.Sub(a.CreatedAt).Abs() > time.Millisecond || got.Settings != (directory.Settings{}) {
+		t.Errorf("Tenant(%d) = %+v, want %+v", a.ID, got, a)
+	}
+	_, err := s.Tenant(ctx, b.ID+1000)
+	wantErr(t, err, store.ErrNotFound, "Tenant of an unknown id")
+
+	must(t, of(s.CreateAuthPolicy(ctx, directory.AuthPolicy{TenantID: a.ID, Name: "Block Basic"})))
+	must(t, of(s.CreateAuthPolicy(ctx, directory.AuthPolicy{TenantID: b.ID, Name: "Only In B"})))
+	at := baseTime()
+	set := directory.Settings{
+		SecurityDefaults:       true,
+		DefaultAuthPolicy:      "Block Basic",
+		ClientSMTPAuthDisabled: true,
+		HVEBasicAuth:           directory.Retirement{SunsetAt: at.Add(48 * time.Hour), RampStart: at, RampEnd: at.Add(24 * time.Hour)},
+		ClientBasicAuth:        directory.Retirement{SunsetAt: at.Add(72 * time.Hour)},
+	}
+	upd := must(t, of(s.UpdateTenantSettings(ctx, a.ID, set)))
+	if upd.ID != a.ID || upd.Name != "a" || !equalSettings(upd.Settings, set) {
+		t.Errorf("UpdateTenantSettings returned %+v, want tenant a with %+v", upd, set)
+	}
+	for name, get := range map[string]func() (directory.Tenant, error){
+		"Tenant":       func() (directory.Tenant, error) { return s.Tenant(ctx, a.ID) },
+		"TenantByName": func() (directory.Tenant, error) { return s.TenantByName(ctx, "a") },
+		"Tenants": func() (directory.Tenant, error) {
+			list, err := s.Tenants(ctx)
+			if err != nil || len(list) != 2 {
+				return directory.Tenant{}, fmt.Errorf("Tenants() = %+v, %v", list, err)
+			}
+			return list[0], nil
+		},
+	} {
+		got, err := get()
+		if err != nil || !equalSettings(got.Settings, set) {
+			t.Errorf("%s: settings %+v, %v; want %+v", name, got.Settings, err, set)
+		}
+		if l := got.Settings.HVEBasicAuth.RampStart.Location(); l != time.UTC {
+			t.Errorf("%s: settings times are in %v, want UTC", name, l)
+		}
+	}
+	if got := must(t, of(s.Tenant(ctx, b.ID))); got.Settings != (directory.Settings{}) {
+		t.Errorf("updating a's settings changed b's: %+v", got.Settings)
+	}
+
+	// The default policy must be one of the tenant's own.
+	for _, name := range []string{"No Such Policy", "Only In B"} {
+		bad := set
+		bad.DefaultAuthPolicy = name
+		bad.SecurityDefaults = false
+		_, err := s.UpdateTenantSettings(ctx, a.ID, bad)
+		wantErr(t, err, store.ErrInvalid, "default policy "+name)
+		if err != nil && !strings.Contains(err.Error(), name) {
+			t.Errorf("error %q does not name the policy %q", err, name)
+		}
+		if got := must(t, of(s.Tenant(ctx, a.ID))); !equalSettings(got.Settings, set) {
+			t.Errorf("a refused update changed the settings to %+v", got.Settings)
+		}
+	}
+	// No default policy at all is fine.
+	cleared := must(t, of(s.UpdateTenantSettings(ctx, a.ID, directory.Settings{})))
+	if cleared.Settings != (directory.Settings{}) || must(t, of(s.Tenant(ctx, a.ID))).Settings != (directory.Settings{}) {
+		t.Errorf("settings after clearing = %+v", cleared.Settings)
+	}
+	_, err = s.UpdateTenantSettings(ctx, b.ID+1000, directory.Settings{})
+	wantErr(t, err, store.ErrNotFound, "UpdateTenantSettings of an unknown tenant")
+}
+
+// equalSettings compares settings with time.Time.Equal.
+func equalSettings(a, b directory.Settings) bool {
+	eqR := func(x, y directory.Retirement) bool {
+		return x.SunsetAt.Equal(y.SunsetAt) && x.RampStart.Equal(y.RampStart) && x.RampEnd.Equal(y.RampEnd)
+	}
+	return a.SecurityDefaults == b.SecurityDefaults && a.DefaultAuthPolicy == b.DefaultAuthPolicy &&
+		a.ClientSMTPAuthDisabled == b.ClientSMTPAuthDisabled && eqR(a.HVEBasicAuth, b.HVEBasicAuth) && eqR(a.ClientBasicAuth, b.ClientBasicAuth)
+}
+
+func testBuiltInCAPolicy(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	a := newTenant(t, s, "a")
+	list := must(t, of(s.CAPolicies(ctx, a.ID)))
+	if len(list) != 1 {
+		t.Fatalf("a new tenant has policies %+v, want only %q", list, directory.BuiltInBlockLegacy)
+	}
+	p := list[0]
+	if p.ID == 0 || p.TenantID != a.ID || p.Name != directory.BuiltInBlockLegacy || p.State != directory.CAReportOnly || p.Grant != directory.GrantBlock ||
+		!slices.Equal(p.ClientApps, []directory.ClientApp{directory.Legacy}) || !slices.Equal(p.IncludeUsers, []string{directory.AllUsers}) ||
+		len(p.ExcludeUsers)+len(p.IncludeGroups)+len(p.ExcludeGroups)+len(p.IncludeNetworks)+len(p.ExcludeNetworks) != 0 || p.CreatedAt.IsZero() {
+		t.Errorf("built-in policy = %+v, want report-only, block, legacy clients, all users", p)
+	}
+	if err := p.Validate(); err != nil {
+		t.Errorf("the built-in policy is not valid: %v", err)
+	}
+
+	t2 := newTenant(t, s, "t2")
+	p2 := must(t, of(s.CAPolicyByName(ctx, t2.ID, directory.BuiltInBlockLegacy)))
+	if p2.ID == p.ID || p2.TenantID != t2.ID {
+		t.Errorf("t2's built-in policy = %+v, want its own copy (a's is %d)", p2, p.ID)
+	}
+	// Admins may remove it; the other tenant keeps its copy.
+	check(t, s.RemoveCAPolicy(ctx, a.ID, directory.BuiltInBlockLegacy))
+	if list := must(t, of(s.CAPolicies(ctx, a.ID))); len(list) != 0 {
+		t.Errorf("a's policies after removing the built-in one = %+v", list)
+	}
+	if _, err := s.CAPolicyByName(ctx, t2.ID, directory.BuiltInBlockLegacy); err != nil {
+		t.Errorf("removing a's built-in policy removed t2's: %v", err)
+	}
+}
+
+func testAuthPolicies(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	a := newTenant(t, s, "a", "a.example")
+	b := newTenant(t, s, "b")
+
+	if list, err := s.AuthPolicies(ctx, a.ID); err != nil || list == nil || len(list) != 0 {
+		t.Errorf("AuthPolicies of a new tenant = %#v, %v; want an empty, non-nil list", list, err)
+	}
+	p := must(t, of(s.CreateAuthPolicy(ctx, directory.AuthPolicy{TenantID: a.ID, Name: "Allow SMTP", AllowBasicAuthSMTP: true})))
+	if p.ID == 0 || p.CreatedAt.IsZero() || p.Name != "Allow SMTP" || !p.AllowBasicAuthSMTP {
+		t.Errorf("CreateAuthPolicy returned %+v", p)
+	}
+	must(t, of(s.CreateAuthPolicy(ctx, directory.AuthPolicy{TenantID: a.ID, Name: "Block"})))
+	_, err := s.CreateAuthPolicy(ctx, directory.AuthPolicy{TenantID: a.ID, Name: "Block", AllowBasicAuthSMTP: true})
+	wantErr(t, err, store.ErrExists, "creating a policy name twice")
+	_, err = s.CreateAuthPolicy(ctx, directory.AuthPolicy{TenantID: a.ID, Name: " "})
+	wantErr(t, err, store.ErrInvalid, "a policy without a name")
+	pb := must(t, of(s.CreateAuthPolicy(ctx, directory.AuthPolicy{TenantID: b.ID, Name: "Block"}))) // names are per tenant
+
+	var names []string
+	for _, p := range must(t, of(s.AuthPolicies(ctx, a.ID))) {
+		names = append(names, p.Name)
+		if p.TenantID != a.ID {
+			t.Errorf("AuthPolicies(a) lists %+v of another tenant", p)
+		}
+	}
+	if !slices.Equal(names, []string{"Allow SMTP", "Block"}) {
+		t.Errorf("AuthPolicies(a) = %v, want [Allow SMTP Block] (by name)", names)
+	}
+	got := must(t, of(s.AuthPolicyByName(ctx, a.ID, "Allow SMTP")))
+	if got.ID != p.ID || got.TenantID != a.ID || !got.AllowBasicAuthSMTP || got.CreatedAt.Sub(p.CreatedAt).Abs() > time.Millisecond {
+		t.Errorf("AuthPolicyByName = %+v, want %+v", got, p)
+	}
+	_, err = s.AuthPolicyByName(ctx, a.ID, "Nope")
+	wantErr(t, err, store.ErrNotFound, "AuthPolicyByName of an unknown policy")
+	_, err = s.AuthPolicyByName(ctx, b.ID, "Allow SMTP")
+	wantErr(t, err, store.ErrNotFound, "AuthPolicyByName of another tenant's policy")
+
+	// Update changes the setting.
+	p.AllowBasicAuthSMTP = false
+	upd := must(t, of(s.UpdateAuthPolicy(ctx, p)))
+	if upd.AllowBasicAuthSMTP || upd.ID != p.ID || upd.Name != p.Name {
+		t.Errorf("UpdateAuthPolicy returned %+v", upd)
+	}
+	if must(t, of(s.AuthPolicyByName(ctx, a.ID, "Allow SMTP"))).AllowBasicAuthSMTP {
+		t.Error("UpdateAuthPolicy did not store the setting")
+	}
+	// A rename carries over to everything that names the policy.
+	acc := newAccount(t, s, a.ID, "app@a.example")
+	acc.AuthPolicy = "Allow SMTP"
+	must(t, of(s.UpdateAccount(ctx, acc)))
+	mb := newMailbox(t, s, a.ID, "alice@a.example")
+	mb.AuthPolicy = "Allow SMTP"
+	must(t, of(s.UpdateMailbox(ctx, mb)))
+	must(t, of(s.UpdateTenantSettings(ctx, a.ID, directory.Settings{DefaultAuthPolicy: "Allow SMTP"})))
+	p.Name = "Renamed"
+	must(t, of(s.UpdateAuthPolicy(ctx, p)))
+	if got := must(t, of(s.Account(ctx, a.ID, acc.ID))).AuthPolicy; got != "Renamed" {
+		t.Errorf("after the rename, the account's policy is %q", got)
+	}
+	if got := must(t, of(s.Mailbox(ctx, a.ID, mb.ID))).AuthPolicy; got != "Renamed" {
+		t.Errorf("after the rename, the mailbox's policy is %q", got)
+	}
+	if got := must(t, of(s.Tenant(ctx, a.ID))).Settings.DefaultAuthPolicy; got != "Renamed" {
+		t.Errorf("after the rename, the tenant's default policy is %q", got)
+	}
+	_, err = s.AuthPolicyByName(ctx, a.ID, "Allow SMTP")
+	wantErr(t, err, store.ErrNotFound, "the old name after a rename")
+
+	p.Name = "Block"
+	_, err = s.UpdateAuthPolicy(ctx, p)
+	wantErr(t, err, store.ErrExists, "renaming a policy to a taken name")
+	pb.TenantID = a.ID
+	pb.AllowBasicAuthSMTP = true
+	_, err = s.UpdateAuthPolicy(ctx, pb)
+	wantErr(t, err, store.ErrNotFound, "updating b's policy as a")
+	if must(t, of(s.AuthPolicyByName(ctx, b.ID, "Block"))).AllowBasicAuthSMTP {
+		t.Error("a changed b's policy")
+	}
+
+	check(t, s.RemoveAuthPolicy(ctx, a.ID, "Block"))
+	_, err = s.AuthPolicyByName(ctx, a.ID, "Block")
+	wantErr(t, err, store.ErrNotFound, "a removed policy")
+	wantErr(t, s.RemoveAuthPolicy(ctx, a.ID, "Block"), store.ErrNotFound, "removing a policy twice")
+	if _, err := s.AuthPolicyByName(ctx, b.ID, "Block"); err != nil {
+		t.Errorf("removing a's policy removed b's of the same name: %v", err)
+	}
+}
+
+// testRemoveAuthPolicyInUse: a policy in use cannot go, and the error says
+// where it is used.
+func testRemoveAuthPolicyInUse(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	a := newTenant(t, s, "a", "a.example")
+	b := newTenant(t, s, "b", "b.example")
+	for _, ten := range []directory.Tenant{a, b} {
+		must(t, of(s.CreateAuthPolicy(ctx, directory.AuthPolicy{TenantID: ten.ID, Name: "P"})))
+	}
+	acc := newAccount(t, s, a.ID, "app@a.example")
+	mb := newMailbox(t, s, a.ID, "alice@a.example")
+	must(t, of(s.UpdateTenantSettings(ctx, a.ID, directory.Settings{DefaultAuthPolicy: "P"})))
+	acc.AuthPolicy = "P"
+	must(t, of(s.UpdateAccount(ctx, acc)))
+	mb.AuthPolicy = "P"
+	must(t, of(s.UpdateMailbox(ctx, mb)))
+
+	refused := func(what, mention string) {
+		t.Helper()
+		err := s.RemoveAuthPolicy(ctx, a.ID, "P")
+		wantErr(t, err, store.ErrInvalid, "removing a policy that is "+what)
+		if err != nil && !strings.Contains(err.Error(), mention) {
+			t.Errorf("removing a policy that is %s: error %q does not mention %q", what, err, mention)
+		}
+		if _, err := s.AuthPolicyByName(ctx, a.ID, "P"); err != nil {
+			t.Errorf("a refused removal removed the policy: %v", err)
+		}
+	}
+	refused("the tenant's default", "default")
+	must(t, of(s.UpdateTenantSettings(ctx, a.ID, directory.Settings{})))
+	refused("assigned to an account and a mailbox", "app@a.example")
+	acc.AuthPolicy = ""
+	must(t, of(s.UpdateAccount(ctx, acc)))
+	refused("assigned to a mailbox", "alice@a.example")
+	mb.AuthPolicy = ""
+	must(t, of(s.UpdateMailbox(ctx, mb)))
+
+	// b using its own "P" does not hold a's back.
+	accB := newAccount(t, s, b.ID, "app@b.example")
+	accB.AuthPolicy = "P"
+	must(t, of(s.UpdateAccount(ctx, accB)))
+	check(t, s.RemoveAuthPolicy(ctx, a.ID, "P"))
+	if got := must(t, of(s.Account(ctx, b.ID, accB.ID))).AuthPolicy; got != "P" {
+		t.Errorf("b's account policy after removing a's = %q", got)
+	}
+}
+
+func testAccountAccessFields(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	a := newTenant(t, s, "a", "a.example")
+	b := newTenant(t, s, "b")
+	must(t, of(s.CreateAuthPolicy(ctx, directory.AuthPolicy{TenantID: a.ID, Name: "Allow SMTP", AllowBasicAuthSMTP: true})))
+	must(t, of(s.CreateAuthPolicy(ctx, directory.AuthPolicy{TenantID: b.ID, Name: "B only"})))
+	acc := newAccount(t, s, a.ID, "app@a.example")
+
+	// Lists are never nil, so that JSON shows [].
+	for name, got := range map[string]directory.Account{
+		"CreateAccount":    acc,
+		"Account":          must(t, of(s.Account(ctx, a.ID, acc.ID))),
+		"AccountByAddress": must(t, of(s.AccountByAddress(ctx, "app@a.example"))),
+		"Accounts":         must(t, of(s.Accounts(ctx, a.ID)))[0],
+	} {
+		if got.AllowedApps == nil || got.AllowedNetworks == nil || len(got.AllowedApps)+len(got.AllowedNetworks) != 0 {
+			t.Errorf("%s: AllowedApps %#v, AllowedNetworks %#v; want empty, non-nil lists", name, got.AllowedApps, got.AllowedNetworks)
+		}
+		if got.AuthPolicy != "" || !got.TokensValidFrom.IsZero() {
+			t.Errorf("%s: a new account has policy %q and tokens valid from %v", name, got.AuthPolicy, got.TokensValidFrom)
+		}
+		j, _ := json.Marshal(got)
+		if !strings.Contains(string(j), `"allowed_apps":[]`) || !strings.Contains(string(j), `"allowed_networks":[]`) {
+			t.Errorf("%s: JSON %s does not show empty lists as []", name, j)
+		}
+	}
+
+	// Nanoseconds survive: a session signed in a microsecond before a
+	// revocation must not pass as after it.
+	validFrom := time.Date(2026, 5, 1, 12, 0, 0, 123456789, time.UTC)
+	apps := []string{"11111111-1111-1111-1111-111111111111", "22222222-2222-2222-2222-222222222222", "11111111-1111-1111-1111-111111111111"}
+	acc.AuthPolicy = "Allow SMTP"
+	acc.TokensValidFrom = validFrom.In(time.FixedZone("CEST", 2*3600))
+	acc.AllowedApps = apps
+	acc.AllowedNetworks = []string{"192.0.2.0/24", "2001:db8::/32"}
+	upd := must(t, of(s.UpdateAccount(ctx, acc)))
+	wantApps := apps[:2] // in order, without the duplicate
+	got := must(t, of(s.Account(ctx, a.ID, acc.ID)))
+	for name, got := range map[string]directory.Account{"UpdateAccount": upd, "Account": got} {
+		if got.AuthPolicy != "Allow SMTP" || !slices.Equal(got.AllowedApps, wantApps) ||
+			!slices.Equal(got.AllowedNetworks, []string{"192.0.2.0/24", "2001:db8::/32"}) {
+			t.Errorf("%s after UpdateAccount = %+v", name, got)
+		}
+		if !got.TokensValidFrom.Equal(validFrom) || got.TokensValidFrom.Location() != time.UTC {
+			t.Errorf("%s: TokensValidFrom = %v, want %v in UTC", name, got.TokensValidFrom, validFrom)
+		}
+	}
+
+	// Exactly MaxAllowedApps is fine; one more is refused and changes nothing.
+	var many []string
+	for i := range directory.MaxAllowedApps + 1 {
+		many = append(many, fmt.Sprintf("%08d-0000-0000-0000-000000000000", i))
+	}
+	acc.AllowedApps = many[:directory.MaxAllowedApps]
+	must(t, of(s.UpdateAccount(ctx, acc)))
+	if got := must(t, of(s.Account(ctx, a.ID, acc.ID))).AllowedApps; !slices.Equal(got, many[:directory.MaxAllowedApps]) {
+		t.Errorf("AllowedApps = %v, want the %d given", got, directory.MaxAllowedApps)
+	}
+
+	tests := []struct {
+		name   string
+		change func(*directory.Account)
+	}{
+		{"too many apps", func(a *directory.Account) { a.AllowedApps = many }},
+		{"unknown policy", func(a *directory.Account) { a.AuthPolicy = "No Such Policy" }},
+		{"another tenant's policy", func(a *directory.Account) { a.AuthPolicy = "B only" }},
+		{"invalid network", func(a *directory.Account) { a.AllowedNetworks = []string{"not-a-network"} }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			upd := acc
+			upd.DisplayName = "Changed"
+			tc.change(&upd)
+			_, err := s.UpdateAccount(ctx, upd)
+			wantErr(t, err, store.ErrInvalid, "UpdateAccount")
+			got := must(t, of(s.Account(ctx, a.ID, acc.ID)))
+			if got.DisplayName != acc.DisplayName || got.AuthPolicy != "Allow SMTP" || len(got.AllowedApps) != directory.MaxAllowedApps {
+				t.Errorf("a refused update changed the account: %+v", got)
+			}
+		})
+	}
+	_, err := s.CreateAccount(ctx, directory.Account{TenantID: a.ID, Name: "x", DisplayName: "x", Address: "x@a.example", PasswordHash: "h", AuthPolicy: "No Such Policy"})
+	wantErr(t, err, store.ErrInvalid, "CreateAccount with an unknown policy")
+	_, err = s.Lookup(ctx, "x@a.example")
+	wantErr(t, err, store.ErrNotFound, "the address of a refused CreateAccount")
+
+	// Clearing works, and leaves empty lists.
+	acc.AuthPolicy, acc.TokensValidFrom, acc.AllowedApps, acc.AllowedNetworks = "", time.Time{}, nil, nil
+	must(t, of(s.UpdateAccount(ctx, acc)))
+	got = must(t, of(s.Account(ctx, a.ID, acc.ID)))
+	if got.AuthPolicy != "" || !got.TokensValidFrom.IsZero() || got.AllowedApps == nil || got.AllowedNetworks == nil ||
+		len(got.AllowedApps)+len(got.AllowedNetworks) != 0 {
+		t.Errorf("after clearing, account = %+v", got)
+	}
+}
+
+func testUpdateMailbox(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	a := newTenant(t, s, "a", "a.example")
+	b := newTenant(t, s, "b", "b.example")
+	must(t, of(s.CreateAuthPolicy(ctx, directory.AuthPolicy{TenantID: a.ID, Name: "P"})))
+	mb := newMailbox(t, s, a.ID, "alice@a.example", "al@a.example")
+	if mb.AuthPolicy != "" || !mb.TokensValidFrom.IsZero() || mb.ConvertedFromHVE {
+		t.Errorf("a new mailbox = %+v, want no policy, no tokens-valid-from, not converted", mb)
+	}
+	mbB := newMailbox(t, s, b.ID, "bob@b.example")
+
+	validFrom := time.Date(2026, 5, 1, 12, 0, 0, 987654321, time.UTC)
+	upd := mb
+	upd.DisplayName = "Alice A."
+	upd.PasswordHash = "$argon2id$new"
+	upd.AuthPolicy = "P"
+	upd.TokensValidFrom = validFrom
+	ret := must(t, of(s.UpdateMailbox(ctx, upd)))
+	got := must(t, of(s.Mailbox(ctx, a.ID, mb.ID)))
+	for name, got := range map[string]directory.Mailbox{"UpdateMailbox": ret, "Mailbox": got} {
+		if got.DisplayName != "Alice A." || got.PasswordHash != "$argon2id$new" || !got.HasPassword || got.AuthPolicy != "P" ||
+			!got.TokensValidFrom.Equal(validFrom) || got.TokensValidFrom.Location() != time.UTC ||
+			got.Address != "alice@a.example" || got.Name != mb.Name || !slices.Equal(got.Aliases, []string{"al@a.example"}) || got.ConvertedFromHVE {
+			t.Errorf("%s after UpdateMailbox = %+v", name, got)
+		}
+	}
+	if got := must(t, of(s.MailboxByAddress(ctx, "al@a.example"))); got.AuthPolicy != "P" || !got.TokensValidFrom.Equal(validFrom) {
+		t.Errorf("MailboxByAddress after UpdateMailbox = %+v", got)
+	}
+	if got := must(t, of(s.Mailboxes(ctx, a.ID))); len(got) != 1 || got[0].AuthPolicy != "P" {
+		t.Errorf("Mailboxes after UpdateMailbox = %+v", got)
+	}
+
+	// Removing the password.
+	upd.PasswordHash = ""
+	if got := must(t, of(s.UpdateMailbox(ctx, upd))); got.HasPassword || got.PasswordHash != "" {
+		t.Errorf("after removing the password, mailbox = %+v", got)
+	}
+
+	bad := upd
+	bad.DisplayName = "Changed"
+	bad.AuthPolicy = "No Such Policy"
+	_, err := s.UpdateMailbox(ctx, bad)
+	wantErr(t, err, store.ErrInvalid, "UpdateMailbox with an unknown policy")
+	if got := must(t, of(s.Mailbox(ctx, a.ID, mb.ID))); got.DisplayName != "Alice A." || got.AuthPolicy != "P" {
+		t.Errorf("a refused update changed the mailbox: %+v", got)
+	}
+	_, err = s.UpdateMailbox(ctx, directory.Mailbox{TenantID: a.ID, ID: mb.ID + 1000, Address: "ghost@a.example"})
+	wantErr(t, err, store.ErrNotFound, "UpdateMailbox of an unknown mailbox")
+	hijack := mbB
+	hijack.TenantID, hijack.DisplayName = a.ID, "hijacked"
+	_, err = s.UpdateMailbox(ctx, hijack)
+	wantErr(t, err, store.ErrNotFound, "UpdateMailbox of b's mailbox as a")
+	if got := must(t, of(s.Mailbox(ctx, b.ID, mbB.ID))); got.DisplayName == "hijacked" {
+		t.Error("a changed b's mailbox")
+	}
+	_, err = s.CreateMailbox(ctx, directory.Mailbox{TenantID: a.ID, Name: "x", DisplayName: "x", Address: "x@a.example", AuthPolicy: "No Such Policy"})
+	wantErr(t, err, store.ErrInvalid, "CreateMailbox with an unknown policy")
+}
+
+func testConvertAccountToMailbox(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	a := newTenant(t, s, "a", "a.example")
+	b := newTenant(t, s, "b", "b.example")
+	must(t, of(s.CreateAuthPolicy(ctx, directory.AuthPolicy{TenantID: a.ID, Name: "P", AllowBasicAuthSMTP: true})))
+	must(t, of(s.CreateSecurityGroup(ctx, directory.SecurityGroup{TenantID: a.ID, Name: "Senders"})))
+	must(t, of(s.CreateSecurityGroup(ctx, directory.SecurityGroup{TenantID: a.ID, Name: "Apps"})))
+	acc := must(t, of(s.CreateAccount(ctx, directory.Account{TenantID: a.ID, Name: "hr", DisplayName: "HR", Address: "hr@a.example",
+		Aliases: []string{"jobs@a.example", "people@a.example"}, Enabled: true, PasswordHash: "$argon2id$hr", AuthPolicy: "P"})))
+	validFrom := time.Date(2026, 5, 1, 12, 0, 0, 5, time.UTC)
+	acc.TokensValidFrom = validFrom
+	must(t, of(s.UpdateAccount(ctx, acc)))
+	check(t, s.AddSecurityGroupMember(ctx, a.ID, "Senders", "hr@a.example"))
+	check(t, s.AddSecurityGroupMember(ctx, a.ID, "Apps", "jobs@a.example"))
+	other := newAccount(t, s, a.ID, "other@a.example")
+	check(t, s.AddSecurityGroupMember(ctx, a.ID, "Senders", "other@a.example"))
+
+	_, err := s.ConvertAccountToMailbox(ctx, b.ID, acc.ID)
+	wantErr(t, err, store.ErrNotFound, "converting a's account as b")
+	_, err = s.ConvertAccountToMailbox(ctx, a.ID, acc.ID+1000)
+	wantErr(t, err, store.ErrNotFound, "converting an unknown account")
+
+	mb := must(t, of(s.ConvertAccountToMailbox(ctx, a.ID, acc.ID)))
+	if mb.ID == 0 || mb.TenantID != a.ID || mb.Name != "hr" || mb.DisplayName != "HR" || mb.Address != "hr@a.example" ||
+		!equalSets(mb.Aliases, []string{"jobs@a.example", "people@a.example"}) || mb.PasswordHash != "$argon2id$hr" || !mb.HasPassword ||
+		mb.AuthPolicy != "P" || !mb.TokensValidFrom.Equal(validFrom) || !mb.ConvertedFromHVE || mb.CreatedAt.IsZero() {
+		t.Errorf("ConvertAccountToMailbox = %+v, want the account's fields and ConvertedFromHVE", mb)
+	}
+	if got := must(t, of(s.Mailbox(ctx, a.ID, mb.ID))); !got.ConvertedFromHVE || got.AuthPolicy != "P" || !got.TokensValidFrom.Equal(validFrom) {
+		t.Errorf("Mailbox after the conversion = %+v", got)
+	}
+
+	// The account is gone; every address now names the mailbox.
+	_, err = s.Account(ctx, a.ID, acc.ID)
+	wantErr(t, err, store.ErrNotFound, "Account after the conversion")
+	_, err = s.AccountByAddress(ctx, "hr@a.example")
+	wantErr(t, err, store.ErrNotFound, "AccountByAddress after the conversion")
+	if got := accountAddrs(must(t, of(s.Accounts(ctx, a.ID)))); !slices.Equal(got, []string{"other@a.example"}) {
+		t.Errorf("Accounts after the conversion = %v", got)
+	}
+	for _, addr := range []string{"hr@a.example", "jobs@a.example", "people@a.example"} {
+		want := directory.Entry{TenantID: a.ID, Kind: directory.KindMailbox, ID: mb.ID, Address: "hr@a.example"}
+		if e, err := s.Lookup(ctx, addr); err != nil || e != want {
+			t.Errorf("Lookup(%s) after the conversion = %+v, %v; want %+v", addr, e, err, want)
+		}
+		if got, err := s.MailboxByAddress(ctx, addr); err != nil || got.ID != mb.ID {
+			t.Errorf("MailboxByAddress(%s) after the conversion = %+v, %v", addr, got, err)
+		}
+	}
+
+	// Security group memberships moved with it.
+	if got := must(t, of(s.SecurityGroupsOf(ctx, a.ID, directory.KindMailbox, mb.ID))); !slices.Equal(got, []string{"Apps", "Senders"}) {
+		t.Errorf("SecurityGroupsOf(the new mailbox) = %v, want [Apps Senders]", got)
+	}
+	if got := must(t, of(s.SecurityGroupsOf(ctx, a.ID, directory.KindAccount, acc.ID))); len(got) != 0 {
+		t.Errorf("SecurityGroupsOf(the old account) = %v, want none", got)
+	}
+	senders := must(t, of(s.SecurityGroupByName(ctx, a.ID, "Senders")))
+	wantMembers := []directory.Member{{Kind: directory.KindMailbox, ID: mb.ID, Address: "hr@a.example"}, {Kind: directory.KindAccount, ID: other.ID, Address: "other@a.example"}}
+	if !slices.Equal(senders.Members, wantMembers) {
+		t.Errorf("Senders' members = %+v, want %+v", senders.Members, wantMembers)
+	}
+	// The mailbox can now join distribution groups like any other.
+	g := newGroup(t, s, a.ID, "team@a.example")
+	check(t, s.AddGroupMember(ctx, a.ID, g.ID, "hr@a.example"))
+
+	_, err = s.ConvertAccountToMailbox(ctx, a.ID, acc.ID)
+	wantErr(t, err, store.ErrNotFound, "converting an account twice")
+}
+
+func testSecurityGroups(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	a := newTenant(t, s, "a", "a.example")
+	b := newTenant(t, s, "b", "b.example")
+	mb := newMailbox(t, s, a.ID, "alice@a.example", "al@a.example")
+	acc := newAccount(t, s, a.ID, "app@a.example", "app-alias@a.example")
+	newGroup(t, s, a.ID, "team@a.example")
+	mbB := newMailbox(t, s, b.ID, "bob@b.example")
+
+	if list, err := s.SecurityGroups(ctx, a.ID); err != nil || list == nil || len(list) != 0 {
+		t.Errorf("SecurityGroups of a new tenant = %#v, %v; want an empty, non-nil list", list, err)
+	}
+	g := must(t, of(s.CreateSecurityGroup(ctx, directory.SecurityGroup{TenantID: a.ID, Name: "Senders"})))
+	if g.ID == 0 || g.CreatedAt.IsZero() || g.Members == nil || len(g.Members) != 0 {
+		t.Errorf("CreateSecurityGroup returned %+v, want an ID, a creation time and no members ([])", g)
+	}
+	must(t, of(s.CreateSecurityGroup(ctx, directory.SecurityGroup{TenantID: a.ID, Name: "Admins"})))
+	_, err := s.CreateSecurityGroup(ctx, directory.SecurityGroup{TenantID: a.ID, Name: "Senders"})
+	wantErr(t, err, store.ErrExists, "creating a security group name twice")
+	_, err = s.CreateSecurityGroup(ctx, directory.SecurityGroup{TenantID: a.ID, Name: ""})
+	wantErr(t, err, store.ErrInvalid, "a security group without a name")
+	must(t, of(s.CreateSecurityGroup(ctx, directory.SecurityGroup{TenantID: b.ID, Name: "Senders"})))
+
+	check(t, s.AddSecurityGroupMember(ctx, a.ID, "Senders", "al@a.example"))        // by alias
+	check(t, s.AddSecurityGroupMember(ctx, a.ID, "Senders", "app-alias@a.example")) // an account, by alias
+	check(t, s.AddSecurityGroupMember(ctx, a.ID, "Senders", "alice@a.example"))     // again: harmless
+	check(t, s.AddSecurityGroupMember(ctx, a.ID, "Admins", "alice@a.example"))
+	got := must(t, of(s.SecurityGroupByName(ctx, a.ID, "Senders")))
+	want := []directory.Member{{Kind: directory.KindMailbox, ID: mb.ID, Address: "alice@a.example"}, {Kind: directory.KindAccount, ID: acc.ID, Address: "app@a.example"}}
+	if got.ID != g.ID || got.TenantID != a.ID || got.Name != "Senders" || !slices.Equal(got.Members, want) {
+		t.Errorf("SecurityGroupByName(Senders) = %+v, want members %+v (by primary address, sorted)", got, want)
+	}
+	var names []string
+	for _, sg := range must(t, of(s.SecurityGroups(ctx, a.ID))) {
+		names = append(names, sg.Name)
+		if wantN := map[string]int{"Admins": 1, "Senders": 2}[sg.Name]; len(sg.Members) != wantN {
+			t.Errorf("SecurityGroups lists %s with %d members, want %d", sg.Name, len(sg.Members), wantN)
+		}
+	}
+	if !slices.Equal(names, []string{"Admins", "Senders"}) {
+		t.Errorf("SecurityGroups(a) = %v, want [Admins Senders] (by name)", names)
+	}
+	if got := must(t, of(s.SecurityGroupsOf(ctx, a.ID, directory.KindMailbox, mb.ID))); !slices.Equal(got, []string{"Admins", "Senders"}) {
+		t.Errorf("SecurityGroupsOf(alice) = %v, want [Admins Senders]", got)
+	}
+	// Kinds do not mix: mailbox and account ids may be equal, and only
+	// alice is in Admins.
+	if got := must(t, of(s.SecurityGroupsOf(ctx, a.ID, directory.KindAccount, acc.ID))); !slices.Equal(got, []string{"Senders"}) {
+		t.Errorf("SecurityGroupsOf(app) = %v, want [Senders]", got)
+	}
+	if got, err := s.SecurityGroupsOf(ctx, b.ID, directory.KindMailbox, mbB.ID); err != nil || got == nil || len(got) != 0 {
+		t.Errorf("SecurityGroupsOf(bob) = %#v, %v; want an empty, non-nil list", got, err)
+	}
+	if got := must(t, of(s.SecurityGroupsOf(ctx, b.ID, directory.KindMailbox, mb.ID))); len(got) != 0 {
+		t.Errorf("SecurityGroupsOf in tenant b of a's mailbox id = %v, want none", got)
+	}
+
+	tests := []struct {
+		name    string
+		tenant  int64
+		group   string
+		address string
+		want    error
+		mention string
+	}{
+		{"distribution group", a.ID, "Senders", "team@a.example", store.ErrInvalid, "team@a.example"},
+		{"unknown address", a.ID, "Senders", "nobody@a.example", store.ErrNotFound, "nobody@a.example"},
+		{"mailbox of another tenant", a.ID, "Senders", "bob@b.example", store.ErrNotFound, "bob@b.example"},
+		{"unknown group", a.ID, "Nope", "alice@a.example", store.ErrNotFound, "Nope"},
+		{"group of another tenant", b.ID, "Admins", "bob@b.example", store.ErrNotFound, "Admins"},
+	}
+	for _, tc := range tests {
+		t.Run("add "+tc.name, func(t *testing.T) {
+			err := s.AddSecurityGroupMember(ctx, tc.tenant, tc.group, tc.address)
+			wantErr(t, err, tc.want, "AddSecurityGroupMember("+tc.group+", "+tc.address+")")
+			if err != nil && !strings.Contains(err.Error(), tc.mention) {
+				t.Errorf("error %q does not mention %s", err, tc.mention)
+			}
+		})
+	}
+	if n := len(must(t, of(s.SecurityGroupByName(ctx, b.ID, "Senders"))).Members); n != 0 {
+		t.Errorf("b's Senders got %d members", n)
+	}
+
+	check(t, s.RemoveSecurityGroupMember(ctx, a.ID, "Senders", "app@a.example"))
+	if got := must(t, of(s.SecurityGroupByName(ctx, a.ID, "Senders"))).Members; !slices.Equal(got, want[:1]) {
+		t.Errorf("Senders after removing app = %+v", got)
+	}
+	wantErr(t, s.RemoveSecurityGroupMember(ctx, a.ID, "Senders", "app@a.example"), store.ErrNotFound, "removing a non-member")
+	wantErr(t, s.RemoveSecurityGroupMember(ctx, a.ID, "Nope", "alice@a.example"), store.ErrNotFound, "removing from an unknown group")
+	wantErr(t, s.RemoveSecurityGroupMember(ctx, b.ID, "Senders", "alice@a.example"), store.ErrNotFound, "removing a's mailbox from b's group")
+
+	check(t, s.RemoveSecurityGroup(ctx, a.ID, "Admins"))
+	_, err = s.SecurityGroupByName(ctx, a.ID, "Admins")
+	wantErr(t, err, store.ErrNotFound, "a removed security group")
+	if got := must(t, of(s.SecurityGroupsOf(ctx, a.ID, directory.KindMailbox, mb.ID))); !slices.Equal(got, []string{"Senders"}) {
+		t.Errorf("SecurityGroupsOf(alice) after removing Admins = %v", got)
+	}
+	wantErr(t, s.RemoveSecurityGroup(ctx, a.ID, "Admins"), store.ErrNotFound, "removing a security group twice")
+	wantErr(t, s.RemoveSecurityGroup(ctx, b.ID, "Nope"), store.ErrNotFound, "removing an unknown security group")
+	// A new group of the old name starts empty.
+	if g := must(t, of(s.CreateSecurityGroup(ctx, directory.SecurityGroup{TenantID: a.ID, Name: "Admins"}))); len(must(t, of(s.SecurityGroupByName(ctx, a.ID, g.Name))).Members) != 0 {
+		t.Error("a re-created security group inherited members")
+	}
+}
+
+// testSecurityGroupMembershipsEnd: removing an account or mailbox ends its
+// memberships, so an object that later gets the same id is in no group.
+func testSecurityGroupMembershipsEnd(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	a := newTenant(t, s, "a", "a.example")
+	must(t, of(s.CreateSecurityGroup(ctx, directory.SecurityGroup{TenantID: a.ID, Name: "G"})))
+	mb := newMailbox(t, s, a.ID, "alice@a.example")
+	acc := newAccount(t, s, a.ID, "app@a.example")
+	check(t, s.AddSecurityGroupMember(ctx, a.ID, "G", "alice@a.example"))
+	check(t, s.AddSecurityGroupMember(ctx, a.ID, "G", "app@a.example"))
+
+	check(t, s.RemoveMailbox(ctx, a.ID, mb.ID))
+	check(t, s.RemoveAccount(ctx, a.ID, acc.ID))
+	if m := must(t, of(s.SecurityGroupByName(ctx, a.ID, "G"))).Members; len(m) != 0 {
+		t.Errorf("G's members after removing them = %+v", m)
+	}
+	for _, kind := range []directory.Kind{directory.KindMailbox, directory.KindAccount} {
+		id := map[directory.Kind]int64{directory.KindMailbox: mb.ID, directory.KindAccount: acc.ID}[kind]
+		if got := must(t, of(s.SecurityGroupsOf(ctx, a.ID, kind, id))); len(got) != 0 {
+			t.Errorf("SecurityGroupsOf(removed %s %d) = %v", kind, id, got)
+		}
+	}
+	mb2 := newMailbox(t, s, a.ID, "new@a.example")
+	acc2 := newAccount(t, s, a.ID, "new-app@a.example")
+	if got := must(t, of(s.SecurityGroupsOf(ctx, a.ID, directory.KindMailbox, mb2.ID))); len(got) != 0 {
+		t.Errorf("a new mailbox (id %d) is in %v", mb2.ID, got)
+	}
+	if got := must(t, of(s.SecurityGroupsOf(ctx, a.ID, directory.KindAccount, acc2.ID))); len(got) != 0 {
+		t.Errorf("a new account (id %d) is in %v", acc2.ID, got)
+	}
+}
+
+func testCAPolicies(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	a := newTenant(t, s, "a")
+	b := newTenant(t, s, "b")
+
+	in := directory.CAPolicy{TenantID: a.ID, Name: "Block outside", State: directory.CAOn, Grant: directory.GrantBlock,
+		ClientApps:   []directory.ClientApp{directory.Legacy, directory.Modern},
+		IncludeUsers: []string{"Alice@A.example", directory.AllUsers}, ExcludeUsers: []string{"boss@a.example"},
+		IncludeGroups: []string{"Senders"}, ExcludeGroups: []string{"Break Glass"},
+		IncludeNetworks: []string{"0.0.0.0/0", "::/0"}, ExcludeNetworks: []string{"10.1.2.3/8", "192.0.2.7"}}
+	p := must(t, of(s.CreateCAPolicy(ctx, in)))
+	want := directory.CAPolicy{ID: p.ID, TenantID: a.ID, Name: "Block outside", State: directory.CAOn, Grant: directory.GrantBlock,
+		ClientApps:   []directory.ClientApp{directory.Legacy, directory.Modern},
+		IncludeUsers: []string{"alice@a.example", directory.AllUsers}, ExcludeUsers: []string{"boss@a.example"},
+		IncludeGroups: []string{"Senders"}, ExcludeGroups: []string{"Break Glass"},
+		IncludeNetworks: []string{"0.0.0.0/0", "::/0"}, ExcludeNetworks: []string{"10.0.0.0/8", "192.0.2.7/32"}}
+	if p.ID == 0 || p.CreatedAt.IsZero() {
+		t.Errorf("CreateCAPolicy returned %+v, want an ID and a creation time", p)
+	}
+	got := must(t, of(s.CAPolicyByName(ctx, a.ID, "Block outside")))
+	if !equalCA(got, want) || got.CreatedAt.IsZero() {
+		t.Errorf("CAPolicyByName = %+v, want %+v (validated: addresses lower case, networks canonical)", got, want)
+	}
+
+	// Empty lists are stored and come back as [], never nil.
+	minimal := must(t, of(s.CreateCAPolicy(ctx, directory.CAPolicy{TenantID: a.ID, Name: "MFA for Senders", State: directory.CAOff,
+		Grant: directory.GrantRequireMFA, IncludeGroups: []string{"Senders"}})))
+	for name, p := range map[string]directory.CAPolicy{"CreateCAPolicy": minimal, "CAPolicyByName": must(t, of(s.CAPolicyByName(ctx, a.ID, "MFA for Senders")))} {
+		if p.ClientApps == nil || p.IncludeUsers == nil || p.ExcludeUsers == nil || p.ExcludeGroups == nil || p.IncludeNetworks == nil || p.ExcludeNetworks == nil {
+			t.Errorf("%s = %#v, want empty lists, not nil", name, p)
+		}
+		j, _ := json.Marshal(p)
+		if strings.Contains(string(j), "null") {
+			t.Errorf("%s in JSON = %s, want [] for empty lists", name, j)
+		}
+	}
+
+	invalid := []struct {
+		name   string
+		change func(*directory.CAPolicy)
+	}{
+		{"no name", func(p *directory.CAPolicy) { p.Name = "" }},
+		{"bad state", func(p *directory.CAPolicy) { p.State = "maybe" }},
+		{"bad grant", func(p *directory.CAPolicy) { p.Grant = "allow" }},
+		{"bad client app", func(p *directory.CAPolicy) { p.ClientApps = []directory.ClientApp{"imap"} }},
+		{"includes nobody", func(p *directory.CAPolicy) { p.IncludeUsers, p.IncludeGroups = nil, nil }},
+		{"bad user", func(p *directory.CAPolicy) { p.ExcludeUsers = []string{"not an address"} }},
+		{"bad network", func(p *directory.CAPolicy) { p.IncludeNetworks = []string{"10.0.0.0/33"} }},
+	}
+	for _, tc := range invalid {
+		t.Run("create with "+tc.name, func(t *testing.T) {
+			p := directory.CAPolicy{TenantID: a.ID, Name: "Invalid", State: directory.CAOn, Grant: directory.GrantBlock, IncludeUsers: []string{directory.AllUsers}}
+			tc.change(&p)
+			_, err := s.CreateCAPolicy(ctx, p)
+			wantErr(t, err, store.ErrInvalid, "CreateCAPolicy")
+		})
+	}
+	_, err := s.CAPolicyByName(ctx, a.ID, "Invalid")
+	wantErr(t, err, store.ErrNotFound, "a refused policy")
+	_, err = s.CreateCAPolicy(ctx, in)
+	wantErr(t, err, store.ErrExists, "creating a policy name twice")
+	in.TenantID = b.ID
+	pb := must(t, of(s.CreateCAPolicy(ctx, in))) // names are per tenant
+
+	var names []string
+	for _, p := range must(t, of(s.CAPolicies(ctx, a.ID))) {
+		names = append(names, p.Name)
+	}
+	if !slices.Equal(names, []string{directory.BuiltInBlockLegacy, "Block outside", "MFA for Senders"}) {
+		t.Errorf("CAPolicies(a) = %v, want them by name", names)
+	}
+
+	// Update replaces every field of the policy with the id.
+	upd := got
+	upd.Name, upd.State, upd.Grant = "Renamed", directory.CAReportOnly, directory.GrantRequireCompliantDevice
+	upd.ClientApps, upd.IncludeUsers, upd.ExcludeUsers = nil, []string{"Carol@a.example"}, nil
+	upd.IncludeGroups, upd.ExcludeGroups, upd.IncludeNetworks, upd.ExcludeNetworks = nil, nil, []string{"2001:DB8::1/32"}, nil
+	ret := must(t, of(s.UpdateCAPolicy(ctx, upd)))
+	wantUpd := directory.CAPolicy{ID: p.ID, TenantID: a.ID, Name: "Renamed", State: directory.CAReportOnly, Grant: directory.GrantRequireCompliantDevice,
+		ClientApps: []directory.ClientApp{}, IncludeUsers: []string{"carol@a.example"}, ExcludeUsers: []string{},
+		IncludeGroups: []string{}, ExcludeGroups: []string{}, IncludeNetworks: []string{"2001:db8::/32"}, ExcludeNetworks: []string{}}
+	for name, got := range map[string]directory.CAPolicy{"UpdateCAPolicy": ret, "CAPolicyByName": must(t, of(s.CAPolicyByName(ctx, a.ID, "Renamed")))} {
+		if !equalCA(got, wantUpd) || !got.CreatedAt.Equal(p.CreatedAt) && got.CreatedAt.Sub(p.CreatedAt).Abs() > time.Millisecond {
+			t.Errorf("%s after the update = %#v, want %#v and the creation time kept", name, got, wantUpd)
+		}
+	}
+	_, err = s.CAPolicyByName(ctx, a.ID, "Block outside")
+	wantErr(t, err, store.ErrNotFound, "the old name after a rename")
+
+	bad := ret
+	bad.State = "maybe"
+	_, err = s.UpdateCAPolicy(ctx, bad)
+	wantErr(t, err, store.ErrInvalid, "UpdateCAPolicy with a bad state")
+	bad = ret
+	bad.Name = "MFA for Senders"
+	_, err = s.UpdateCAPolicy(ctx, bad)
+	wantErr(t, err, store.ErrExists, "renaming a policy to a taken name")
+	if got := must(t, of(s.CAPolicyByName(ctx, a.ID, "Renamed"))); !equalCA(got, wantUpd) {
+		t.Errorf("refused updates changed the policy: %+v", got)
+	}
+	hijack := pb
+	hijack.TenantID, hijack.State = a.ID, directory.CAOff
+	_, err = s.UpdateCAPolicy(ctx, hijack)
+	wantErr(t, err, store.ErrNotFound, "updating b's policy as a")
+	if got := must(t, of(s.CAPolicyByName(ctx, b.ID, "Block outside"))); got.State != directory.CAOn {
+		t.Errorf("a changed b's policy: %+v", got)
+	}
+
+	check(t, s.RemoveCAPolicy(ctx, a.ID, "Renamed"))
+	_, err = s.CAPolicyByName(ctx, a.ID, "Renamed")
+	wantErr(t, err, store.ErrNotFound, "a removed policy")
+	wantErr(t, s.RemoveCAPolicy(ctx, a.ID, "Renamed"), store.ErrNotFound, "removing a policy twice")
+	wantErr(t, s.RemoveCAPolicy(ctx, a.ID, "Block outside"), store.ErrNotFound, "removing b's policy as a")
+	if _, err := s.CAPolicyByName(ctx, b.ID, "Block outside"); err != nil {
+		t.Errorf("b's policy: %v", err)
+	}
+}
+
+// equalCA compares policies but for their creation time.
+func equalCA(a, b directory.CAPolicy) bool {
+	a.CreatedAt, b.CreatedAt = time.Time{}, time.Time{}
+	return reflect.DeepEqual(a, b)
+}
+
+// newApp creates an app with the given ids and no secrets.
+func newApp(t *testing.T, s store.Store, tenantID int64, name, appID, objectID string) directory.App {
+	t.Helper()
+	return must(t, of(s.CreateApp(t.Context(), directory.App{TenantID: tenantID, Name: name, AppID: appID, ObjectID: objectID,
+		Permissions: []directory.Permission{directory.MailSend}})))
+}
+
+const (
+	app1 = "0f6c1a3e-8f4b-4c55-9d1a-2b3c4d5e6f70"
+	obj1 = "a1b2c3d4-e5f6-4789-8abc-def012345678"
+	app2 = "1a2b3c4d-0000-4000-8000-000000000002"
+	obj2 = "1a2b3c4d-0000-4000-8000-0000000000b2"
+	app3 = "1a2b3c4d-0000-4000-8000-000000000003"
+	obj3 = "1a2b3c4d-0000-4000-8000-0000000000b3"
+)
+
+func testApps(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	a := newTenant(t, s, "a")
+	b := newTenant(t, s, "b")
+
+	if list, err := s.Apps(ctx, a.ID); err != nil || list == nil || len(list) != 0 {
+		t.Errorf("Apps of a new tenant = %#v, %v; want an empty, non-nil list", list, err)
+	}
+	x := must(t, of(s.CreateApp(ctx, directory.App{TenantID: a.ID, Name: "Mailer", AppID: app1, ObjectID: obj1})))
+	if x.ID == 0 || x.TenantID != a.ID || x.Name != "Mailer" || x.AppID != app1 || x.ObjectID != obj1 || x.CreatedAt.IsZero() ||
+		x.Permissions == nil || len(x.Permissions) != 0 || x.Secrets == nil || len(x.Secrets) != 0 {
+		t.Errorf("CreateApp returned %#v, want its fields and empty, non-nil lists", x)
+	}
+	if j, _ := json.Marshal(x); strings.Contains(string(j), "null") {
+		t.Errorf("a new app in JSON = %s, want [] for empty lists", j)
+	}
+
+	// App and object ids are unique across tenants, without regard to case.
+	for _, ids := range [][2]string{{app1, obj2}, {strings.ToUpper(app1), obj2}, {app2, obj1}, {app2, strings.ToUpper(obj1)}} {
+		_, err := s.CreateApp(ctx, directory.App{TenantID: b.ID, Name: "Dup", AppID: ids[0], ObjectID: ids[1]})
+		wantErr(t, err, store.ErrExists, fmt.Sprintf("CreateApp with taken ids %v", ids))
+	}
+	for _, bad := range []directory.App{{TenantID: a.ID, AppID: app2, ObjectID: obj2}, {TenantID: a.ID, Name: "No ids"}} {
+		_, err := s.CreateApp(ctx, bad)
+		wantErr(t, err, store.ErrInvalid, fmt.Sprintf("CreateApp(%+v)", bad))
+	}
+	y := newApp(t, s, b.ID, "Mailer", app2, obj2)
+
+	// App finds by app id or object id in any case, or by name.
+	for _, ref := range []string{app1, strings.ToUpper(app1), obj1, strings.ToUpper(obj1), "Mailer"} {
+		if got, err := s.App(ctx, a.ID, ref); err != nil || got.ID != x.ID {
+			t.Errorf("App(a, %s) = %+v, %v; want app %d", ref, got, err, x.ID)
+		}
+	}
+	for _, ref := range []string{app2, obj2, "mailer", "Nope"} {
+		_, err := s.App(ctx, a.ID, ref)
+		wantErr(t, err, store.ErrNotFound, "App(a, "+ref+")")
+	}
+	if got, err := s.App(ctx, b.ID, "Mailer"); err != nil || got.ID != y.ID {
+		t.Errorf("App(b, Mailer) = %+v, %v; want b's own app", got, err)
+	}
+	// AppByAppID finds any tenant's app, by app id only.
+	for _, ref := range []string{app2, strings.ToUpper(app2)} {
+		if got, err := s.AppByAppID(ctx, ref); err != nil || got.ID != y.ID || got.TenantID != b.ID || !slices.Equal(got.Permissions, []directory.Permission{directory.MailSend}) {
+			t.Errorf("AppByAppID(%s) = %+v, %v; want b's app", ref, got, err)
+		}
+	}
+	for _, ref := range []string{obj2, "Mailer", "nope"} {
+		_, err := s.AppByAppID(ctx, ref)
+		wantErr(t, err, store.ErrNotFound, "AppByAppID("+ref+")")
+	}
+
+	// A name shared by two apps is ambiguous; their ids are not.
+	z := newApp(t, s, a.ID, "Mailer", app3, obj3)
+	_, err := s.App(ctx, a.ID, "Mailer")
+	wantErr(t, err, store.ErrInvalid, "App by an ambiguous name")
+	if err != nil && !strings.Contains(err.Error(), `several apps are named "Mailer"`) {
+		t.Errorf("error %q does not say that several apps are named \"Mailer\"", err)
+	}
+	if got, err := s.App(ctx, a.ID, app3); err != nil || got.ID != z.ID {
+		t.Errorf("App(a, app3) = %+v, %v", got, err)
+	}
+	if got := must(t, of(s.Apps(ctx, a.ID))); len(got) != 2 || got[0].TenantID != a.ID || got[1].TenantID != a.ID {
+		t.Errorf("Apps(a) = %+v, want a's two apps", got)
+	}
+
+	// UpdateApp changes the name and permissions of the app with the app id.
+	x.Name, x.Permissions = "Newsletter", []directory.Permission{directory.MailSend}
+	upd := must(t, of(s.UpdateApp(ctx, x)))
+	got := must(t, of(s.App(ctx, a.ID, app1)))
+	for name, got := range map[string]directory.App{"UpdateApp": upd, "App": got} {
+		if got.Name != "Newsletter" || !got.Has(directory.MailSend) || got.AppID != app1 || got.ObjectID != obj1 || got.ID != x.ID {
+			t.Errorf("%s after the update = %+v", name, got)
+		}
+	}
+	if got, err := s.App(ctx, a.ID, "Mailer"); err != nil || got.ID != z.ID {
+		t.Errorf("after the rename, App(a, Mailer) = %+v, %v; want the only app of that name", got, err)
+	}
+	x.Permissions = nil
+	if got := must(t, of(s.UpdateApp(ctx, x))); got.Permissions == nil || len(got.Permissions) != 0 {
+		t.Errorf("after revoking every permission, Permissions = %#v, want []", got.Permissions)
+	}
+	hijack := y
+	hijack.TenantID, hijack.Name = a.ID, "hijacked"
+	_, err = s.UpdateApp(ctx, hijack)
+	wantErr(t, err, store.ErrNotFound, "updating b's app as a")
+	if got := must(t, of(s.AppByAppID(ctx, app2))); got.Name != "Mailer" {
+		t.Errorf("a renamed b's app to %q", got.Name)
+	}
+}
+
+func testAppSecrets(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	a := newTenant(t, s, "a")
+	b := newTenant(t, s, "b")
+	at := baseTime()
+	x := must(t, of(s.CreateApp(ctx, directory.App{TenantID: a.ID, Name: "Mailer", AppID: app1, ObjectID: obj1,
+		Secrets: []directory.AppSecret{{Hint: "abc", Hash: "hash-abc", ExpiresAt: at.Add(24 * time.Hour), CreatedAt: at}}})))
+	if len(x.Secrets) != 1 || x.Secrets[0].ID == 0 || x.Secrets[0].Hash != "hash-abc" || x.Secrets[0].Hint != "abc" ||
+		!x.Secrets[0].ExpiresAt.Equal(at.Add(24*time.Hour)) || !x.Secrets[0].CreatedAt.Equal(at) {
+		t.Errorf("CreateApp with a secret returned secrets %+v", x.Secrets)
+	}
+	newApp(t, s, b.ID, "Other", app2, obj2)
+
+	second := must(t, of(s.AddAppSecret(ctx, a.ID, app1, directory.AppSecret{Hint: "def", Hash: "hash-def", ExpiresAt: at.Add(48 * time.Hour), CreatedAt: at.Add(time.Minute)})))
+	if second.ID == 0 || second.ID == x.Secrets[0].ID || second.Hash != "hash-def" {
+		t.Errorf("AddAppSecret returned %+v", second)
+	}
+	third := must(t, of(s.AddAppSecret(ctx, a.ID, strings.ToUpper(app1), directory.AppSecret{Hint: "ghi", Hash: "hash-ghi", ExpiresAt: at.Add(72 * time.Hour)})))
+	if third.CreatedAt.IsZero() {
+		t.Errorf("AddAppSecret without a creation time returned %+v, want it set to now", third)
+	}
+	// Newest first, hashes included (the token endpoint checks them).
+	for name, app := range map[string]directory.App{
+		"App":        must(t, of(s.App(ctx, a.ID, app1))),
+		"AppByAppID": must(t, of(s.AppByAppID(ctx, app1))),
+		"Apps":       must(t, of(s.Apps(ctx, a.ID)))[0],
+	} {
+		var hints, hashes []string
+		for _, sec := range app.Secrets {
+			hints, hashes = append(hints, sec.Hint), append(hashes, sec.Hash)
+		}
+		if !slices.Equal(hints, []string{"ghi", "def", "abc"}) || !slices.Equal(hashes, []string{"hash-ghi", "hash-def", "hash-abc"}) {
+			t.Errorf("%s: secrets %v with hashes %v, want newest first with hashes", name, hints, hashes)
+		}
+		if j, _ := json.Marshal(app); strings.Contains(string(j), "hash-") {
+			t.Errorf("%s in JSON shows a secret's hash: %s", name, j)
+		}
+	}
+
+	_, err := s.AddAppSecret(ctx, a.ID, app2, directory.AppSecret{Hint: "x", Hash: "h"})
+	wantErr(t, err, store.ErrNotFound, "adding a secret to b's app as a")
+	_, err = s.AddAppSecret(ctx, a.ID, app1, directory.AppSecret{Hint: "x"})
+	wantErr(t, err, store.ErrInvalid, "a secret without a hash")
+	if n := len(must(t, of(s.AppByAppID(ctx, app2))).Secrets); n != 0 {
+		t.Errorf("b's app has %d secrets", n)
+	}
+
+	check(t, s.RemoveAppSecret(ctx, a.ID, app1, second.ID))
+	var hints []string
+	for _, sec := range must(t, of(s.App(ctx, a.ID, app1))).Secrets {
+		hints = append(hints, sec.Hint)
+	}
+	if !slices.Equal(hints, []string{"ghi", "abc"}) {
+		t.Errorf("secrets after removing def = %v", hints)
+	}
+	wantErr(t, s.RemoveAppSecret(ctx, a.ID, app1, second.ID), store.ErrNotFound, "removing a secret twice")
+	wantErr(t, s.RemoveAppSecret(ctx, b.ID, app2, third.ID), store.ErrNotFound, "removing a's secret through b's app")
+	wantErr(t, s.RemoveAppSecret(ctx, b.ID, app1, third.ID), store.ErrNotFound, "removing a's secret as b")
+}
+
+func testRemoveApp(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	a := newTenant(t, s, "a", "a.example")
+	b := newTenant(t, s, "b", "b.example")
+	newApp(t, s, a.ID, "Mailer", app1, obj1)
+	newApp(t, s, a.ID, "Other", app2, obj2)
+	must(t, of(s.AddAppSecret(ctx, a.ID, app1, directory.AppSecret{Hint: "abc", Hash: "h"})))
+	acc := newAccount(t, s, a.ID, "app@a.example")
+	acc.AllowedApps = []string{app2, strings.ToUpper(app1), "kept-id"}
+	must(t, of(s.UpdateAccount(ctx, acc)))
+	untouched := newAccount(t, s, a.ID, "plain@a.example")
+	untouched.AllowedApps = []string{app2}
+	must(t, of(s.UpdateAccount(ctx, untouched)))
+	accB := newAccount(t, s, b.ID, "app@b.example")
+	accB.AllowedApps = []string{app1} // b's list is b's business
+	must(t, of(s.UpdateAccount(ctx, accB)))
+
+	wantErr(t, s.RemoveApp(ctx, b.ID, app1), store.ErrNotFound, "removing a's app as b")
+	check(t, s.RemoveApp(ctx, a.ID, app1))
+	_, err := s.AppByAppID(ctx, app1)
+	wantErr(t, err, store.ErrNotFound, "AppByAppID of a removed app")
+	_, err = s.App(ctx, a.ID, "Mailer")
+	wantErr(t, err, store.ErrNotFound, "App of a removed app")
+	wantErr(t, s.RemoveApp(ctx, a.ID, app1), store.ErrNotFound, "removing an app twice")
+
+	if got := must(t, of(s.Account(ctx, a.ID, acc.ID))).AllowedApps; !slices.Equal(got, []string{app2, "kept-id"}) {
+		t.Errorf("AllowedApps after removing the app = %v, want [%s kept-id] (in order)", got, app2)
+	}
+	if got := must(t, of(s.Account(ctx, a.ID, untouched.ID))).AllowedApps; !slices.Equal(got, []string{app2}) {
+		t.Errorf("another account's AllowedApps = %v", got)
+	}
+	if got := must(t, of(s.Account(ctx, b.ID, accB.ID))).AllowedApps; !slices.Equal(got, []string{app1}) {
+		t.Errorf("b's account's AllowedApps = %v; a's removal must not touch b", got)
+	}
+	// The ids are free again, and the new app has none of the old secrets.
+	if x := newApp(t, s, a.ID, "Mailer", app1, obj1); len(x.Secrets) != 0 {
+		t.Errorf("a re-created app has secrets %+v", x.Secrets)
+	}
+}
+
+func testIssuers(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	a := newTenant(t, s, "a")
+	b := newTenant(t, s, "b")
+	if list, err := s.Issuers(ctx, 0); err != nil || list == nil || len(list) != 0 {
+		t.Errorf("Issuers of an empty store = %#v, %v; want an empty, non-nil list", list, err)
+	}
+	const idp, other = "https://idp.a.example", "https://login.example.com/tenant/v2.0"
+	i := must(t, of(s.CreateIssuer(ctx, directory.Issuer{TenantID: a.ID, URL: idp, Audience: "api://hve", Role: "SMTP.Send"})))
+	if i.ID == 0 || i.CreatedAt.IsZero() || i.TenantID != a.ID {
+		t.Errorf("CreateIssuer returned %+v", i)
+	}
+	must(t, of(s.CreateIssuer(ctx, directory.Issuer{TenantID: a.ID, URL: other, Audience: "hve"})))
+	_, err := s.CreateIssuer(ctx, directory.Issuer{TenantID: a.ID, URL: idp, Audience: "x"})
+	wantErr(t, err, store.ErrExists, "trusting an issuer twice")
+	_, err = s.CreateIssuer(ctx, directory.Issuer{TenantID: a.ID, URL: ""})
+	wantErr(t, err, store.ErrInvalid, "an issuer without a URL")
+	must(t, of(s.CreateIssuer(ctx, directory.Issuer{TenantID: b.ID, URL: idp, Audience: "b-aud"}))) // per tenant
+
+	list := must(t, of(s.Issuers(ctx, a.ID)))
+	if len(list) != 2 || list[0].URL != idp || list[1].URL != other {
+		t.Fatalf("Issuers(a) = %+v, want %s and %s (by URL)", list, idp, other)
+	}
+	if got := list[0]; got.ID != i.ID || got.TenantID != a.ID || got.Audience != "api://hve" || got.Role != "SMTP.Send" || got.CreatedAt.IsZero() {
+		t.Errorf("Issuers(a)[0] = %+v", got)
+	}
+	if got := list[1]; got.Role != string(directory.MailSend) {
+		t.Errorf("an issuer created without a role has role %q, want %s", got.Role, directory.MailSend)
+	}
+	all := must(t, of(s.Issuers(ctx, 0)))
+	tenants := map[int64]int{}
+	for _, i := range all {
+		tenants[i.TenantID]++
+	}
+	if len(all) != 3 || tenants[a.ID] != 2 || tenants[b.ID] != 1 {
+		t.Errorf("Issuers(0) = %+v, want every tenant's, with TenantID set", all)
+	}
+
+	check(t, s.RemoveIssuer(ctx, a.ID, idp))
+	if list := must(t, of(s.Issuers(ctx, a.ID))); len(list) != 1 || list[0].URL != other {
+		t.Errorf("Issuers(a) after removing %s = %+v", idp, list)
+	}
+	wantErr(t, s.RemoveIssuer(ctx, a.ID, idp), store.ErrNotFound, "removing an issuer twice")
+	if list := must(t, of(s.Issuers(ctx, b.ID))); len(list) != 1 || list[0].URL != idp {
+		t.Errorf("removing a's issuer changed b's: %+v", list)
+	}
+	wantErr(t, s.RemoveIssuer(ctx, a.ID, "https://nope.example"), store.ErrNotFound, "removing an unknown issuer")
+}
+
+func testSigningKeys(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	if list, err := s.SigningKeys(ctx); err != nil || list == nil || len(list) != 0 {
+		t.Errorf("SigningKeys of an empty store = %#v, %v; want an empty, non-nil list", list, err)
+	}
+	t0 := baseTime()
+	t1, t2 := t0.Add(time.Hour), t0.Add(2*time.Hour)
+	key := func(id string, at time.Time) directory.SigningKey {
+		return directory.SigningKey{ID: id, Algorithm: "RS256", PrivatePEM: []byte("-----BEGIN PRIVATE KEY-----\n" + id + "\n"), CreatedAt: at}
+	}
+	type state struct {
+		id      string
+		retired time.Time
+	}
+	expect := func(when string, want ...state) {
+		t.Helper()
+		list := must(t, of(s.SigningKeys(ctx)))
+		var got []state
+		for _, k := range list {
+			got = append(got, state{k.ID, k.RetiredAt})
+		}
+		if !slices.EqualFunc(got, want, func(a, b state) bool { return a.id == b.id && a.retired.Equal(b.retired) }) {
+			t.Errorf("%s: keys (id, retired) = %v, want %v (newest first)", when, got, want)
+		}
+	}
+
+	check(t, s.AddSigningKey(ctx, key("k1", t0)))
+	expect("after k1", state{"k1", time.Time{}})
+	got := must(t, of(s.SigningKeys(ctx)))[0]
+	if got.Algorithm != "RS256" || !bytes.Equal(got.PrivatePEM, key("k1", t0).PrivatePEM) || !got.CreatedAt.Equal(t0) {
+		t.Errorf("stored key = %+v, want %+v", got, key("k1", t0))
+	}
+	check(t, s.AddSigningKey(ctx, key("k2", t1)))
+	expect("after k2", state{"k2", time.Time{}}, state{"k1", t1})
+	check(t, s.AddSigningKey(ctx, key("k3", t2)))
+	expect("after k3", state{"k3", time.Time{}}, state{"k2", t2}, state{"k1", t1}) // k1 keeps its retirement time
+
+	err := s.AddSigningKey(ctx, key("k2", t2.Add(time.Hour)))
+	wantErr(t, err, store.ErrExists, "adding a key id twice")
+	expect("after a refused add", state{"k3", time.Time{}}, state{"k2", t2}, state{"k1", t1})
+
+	check(t, s.PruneSigningKeys(ctx, t1)) // retired before t1: none
+	expect("after pruning before t1", state{"k3", time.Time{}}, state{"k2", t2}, state{"k1", t1})
+	check(t, s.PruneSigningKeys(ctx, t1.Add(time.Millisecond)))
+	expect("after pruning just after t1", state{"k3", time.Time{}}, state{"k2", t2})
+	// The current key is never pruned.
+	check(t, s.PruneSigningKeys(ctx, time.Now().Add(100*365*24*time.Hour)))
+	expect("after pruning everything retired", state{"k3", time.Time{}})
 }
