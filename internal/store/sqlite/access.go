@@ -195,6 +195,24 @@ func (s *Store) SecurityGroupByName(ctx context.Context, tenantID int64, name st
 // by it.
 func (s *Store) RemoveSecurityGroup(ctx context.Context, tenantID int64, name string) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
+		// A policy that names a vanished group would silently change whom it
+		// applies to (an exclusion would stop protecting anyone), so the
+		// admin must edit the policies first.
+		var users []string
+		rows, err := tx.QueryContext(ctx, `SELECT p.name FROM ca_policies p WHERE p.tenant_id = ? AND (
+			EXISTS (SELECT 1 FROM json_each(p.include_groups) WHERE value = ?) OR
+			EXISTS (SELECT 1 FROM json_each(p.exclude_groups) WHERE value = ?)) ORDER BY p.name`, tenantID, name, name)
+		if err != nil {
+			return err
+		}
+		users, err = collect(rows, func(row scanner) (n string, err error) { return n, row.Scan(&n) })
+		if err != nil {
+			return err
+		}
+		if len(users) > 0 {
+			return fmt.Errorf("security group %q: %w: Conditional Access policies name it (%s); take it out of them first with hve ca-policy set",
+				name, store.ErrInvalid, strings.Join(users, ", "))
+		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM security_group_members WHERE group_id IN (SELECT id FROM security_groups WHERE tenant_id = ? AND name = ?)`, tenantID, name); err != nil {
 			return err
 		}

@@ -1983,6 +1983,12 @@ func testSecurityGroups(t *testing.T, s store.Store) {
 	wantErr(t, s.RemoveSecurityGroupMember(ctx, a.ID, "Nope", "alice@a.example"), store.ErrNotFound, "removing from an unknown group")
 	wantErr(t, s.RemoveSecurityGroupMember(ctx, b.ID, "Senders", "alice@a.example"), store.ErrNotFound, "removing a's mailbox from b's group")
 
+	// A group a Conditional Access policy names cannot go.
+	ca, err := s.CreateCAPolicy(ctx, directory.CAPolicy{TenantID: a.ID, Name: "exclude-admins", State: directory.CAOn,
+		Grant: directory.GrantBlock, IncludeUsers: []string{directory.AllUsers}, ExcludeGroups: []string{"Admins"}})
+	check(t, err)
+	wantErr(t, s.RemoveSecurityGroup(ctx, a.ID, "Admins"), store.ErrInvalid, "removing a security group a CA policy names")
+	check(t, s.RemoveCAPolicy(ctx, a.ID, ca.Name))
 	check(t, s.RemoveSecurityGroup(ctx, a.ID, "Admins"))
 	_, err = s.SecurityGroupByName(ctx, a.ID, "Admins")
 	wantErr(t, err, store.ErrNotFound, "a removed security group")
