@@ -1,6 +1,8 @@
 // Package admin is the admin API: JSON over HTTP with bearer-token auth,
 // described by the OpenAPI document it serves at /api/openapi.json. The hve
-// CLI is a client of this API.
+// CLI is a client of this API. The same server also hands the public OAuth
+// endpoints (/oauth2/token, /oauth2/keys, /.well-known/openid-configuration)
+// to the token service, without the admin token.
 package admin
 
 import (
@@ -32,6 +34,7 @@ type API struct {
 	store     store.Store
 	tokenHash [sha256.Size]byte
 	log       *slog.Logger
+	opts      Options
 	mux       *http.ServeMux
 	// patterns lists every route routes() registers ("METHOD /path"), in
 	// order; openapi_test.go holds the OpenAPI document to exactly these.
@@ -39,9 +42,9 @@ type API struct {
 }
 
 // New returns the API; requests must carry the bearer token whose SHA-256
-// is tokenHash.
-func New(s store.Store, tokenHash [sha256.Size]byte, log *slog.Logger) *API {
-	a := &API{store: s, tokenHash: tokenHash, log: log, mux: http.NewServeMux()}
+// is tokenHash. opts connects the API to the running node's parts.
+func New(s store.Store, tokenHash [sha256.Size]byte, log *slog.Logger, opts Options) *API {
+	a := &API{store: s, tokenHash: tokenHash, log: log, opts: opts, mux: http.NewServeMux()}
 	a.routes()
 	return a
 }
@@ -96,6 +99,7 @@ func (a *API) routes() {
 	t("POST "+base+"/groups/{address}/members", a.addMember)
 	t("DELETE "+base+"/groups/{address}/members/{member}", a.removeMember)
 	t("GET "+base+"/trace", a.searchTrace)
+	a.accessRoutes(handle, h, t)
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path+"; see /api/openapi.json")
 	})
@@ -327,6 +331,11 @@ func (a *API) createMailbox(w http.ResponseWriter, r *http.Request, t directory.
 		m.DisplayName = m.Name
 	}
 	if req.Password != "" {
+		// A mailbox's password signs in on the client endpoint: the same
+		// rule as for accounts.
+		if err := checkPassword(req.Password); err != nil {
+			return err
+		}
 		if m.PasswordHash, err = password.Hash(req.Password); err != nil {
 			return err
 		}
@@ -348,6 +357,7 @@ func (a *API) removeMailbox(w http.ResponseWriter, r *http.Request, t directory.
 	if err := a.store.RemoveMailbox(r.Context(), t.ID, e.ID); err != nil {
 		return err
 	}
+	a.closeSessions(t, directory.KindMailbox, e.ID)
 	a.audit(r, t, "mailbox.remove", e.Address)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
@@ -488,6 +498,10 @@ func (a *API) updateAccount(w http.ResponseWriter, r *http.Request, t directory.
 		ReplyTo     *string   `json:"reply_to"`
 		Password    *string   `json:"password"`
 		Aliases     *[]string `json:"aliases"`
+		// AuthPolicy names a policy, or "" for the tenant's default.
+		AuthPolicy *string `json:"auth_policy"`
+		// AllowedNetworks replaces the list; [] allows every network.
+		AllowedNetworks *[]string `json:"allowed_networks"`
 	}
 	if err := decode(r, &req); err != nil {
 		return err
@@ -499,6 +513,7 @@ func (a *API) updateAccount(w http.ResponseWriter, r *http.Request, t directory.
 	if req.DisplayName != nil {
 		acc.DisplayName = *req.DisplayName
 	}
+	wasEnabled := acc.Enabled
 	if req.Enabled != nil {
 		acc.Enabled = *req.Enabled
 	}
@@ -520,9 +535,30 @@ func (a *API) updateAccount(w http.ResponseWriter, r *http.Request, t directory.
 			return err
 		}
 	}
+	if req.AuthPolicy != nil {
+		if acc.AuthPolicy, err = a.authPolicyRef(r.Context(), t, *req.AuthPolicy); err != nil {
+			return err
+		}
+	}
+	if req.AllowedNetworks != nil {
+		nets := make([]string, 0, len(*req.AllowedNetworks))
+		for _, n := range *req.AllowedNetworks {
+			p, err := directory.ParseNetwork(n)
+			if err != nil {
+				return badRequest("allowed_networks: %v", err)
+			}
+			nets = append(nets, p.String())
+		}
+		acc.AllowedNetworks = nets
+	}
 	acc, err = a.store.UpdateAccount(r.Context(), acc)
 	if err != nil {
 		return err
+	}
+	if wasEnabled && !acc.Enabled {
+		// A disabled account must stop sending now, not when its
+		// sessions happen to end.
+		a.closeSessions(t, directory.KindAccount, acc.ID)
 	}
 	a.audit(r, t, "account.update", acc.Address)
 	writeJSON(w, http.StatusOK, acc)
@@ -537,6 +573,7 @@ func (a *API) removeAccount(w http.ResponseWriter, r *http.Request, t directory.
 	if err := a.store.RemoveAccount(r.Context(), t.ID, acc.ID); err != nil {
 		return err
 	}
+	a.closeSessions(t, directory.KindAccount, acc.ID)
 	a.audit(r, t, "account.remove", acc.Address)
 	w.WriteHeader(http.StatusNoContent)
 	return nil

@@ -18,6 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"hve/internal/access"
+	"hve/internal/directory"
+	"hve/internal/oauth"
 	"hve/internal/queue"
 	"hve/internal/store"
 	"hve/internal/store/sqlite"
@@ -26,16 +29,39 @@ import (
 
 const testToken = "hve_test_token"
 
-// newTestAPI returns an API over a fresh embedded store.
+// newTestAPI returns an API over a fresh embedded store, with a real token
+// service and sign-in checker, and fakeSessions for the node's sessions.
 func newTestAPI(t *testing.T) (*API, store.Store) {
 	t.Helper()
-	st, err := sqlite.Open(context.Background(), t.TempDir())
+	return newTestAPILog(t, slog.New(slog.DiscardHandler))
+}
+
+func newTestAPILog(t *testing.T, log *slog.Logger) (*API, store.Store) {
+	t.Helper()
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	return New(st, sha256.Sum256([]byte(testToken)), slog.New(slog.DiscardHandler)), st
+	svc := oauth.New(st, oauth.Config{IssuerURL: "http://hve.test"}, log)
+	if err := svc.EnsureKey(ctx); err != nil {
+		t.Fatal(err)
+	}
+	opts := Options{
+		Diagnoser: access.New(st, svc, nil, access.Config{}, log),
+		Sessions:  fakeSessions{},
+		Keys:      svc,
+		OAuth:     svc.Handler(),
+	}
+	return New(st, sha256.Sum256([]byte(testToken)), log, opts), st
 }
+
+// fakeSessions stands in for the node's SMTP sessions: every identity has
+// two open ones.
+type fakeSessions struct{}
+
+func (fakeSessions) CloseSessions(tenantID int64, kind directory.Kind, id int64) int { return 2 }
 
 // apiDoc is the parsed OpenAPI document.
 type apiDoc map[string]any
@@ -162,7 +188,7 @@ func TestOpenAPIDocument(t *testing.T) {
 			t.Errorf("%s: no responses", pattern)
 		}
 		// Routes behind the token must document the 401.
-		public := pattern == "GET /api/openapi.json" || pattern == "GET /healthz"
+		public := slices.Contains(publicPatterns, pattern)
 		if _, ok := responses["401"]; !public && !ok {
 			t.Errorf("%s: the 401 reply is not documented", pattern)
 		}
@@ -211,7 +237,7 @@ func TestAPIAuth(t *testing.T) {
 
 	pathParam := regexp.MustCompile(`\{[^}]+\}`)
 	for _, pattern := range a.patterns {
-		if pattern == "GET /api/openapi.json" || pattern == "GET /healthz" {
+		if slices.Contains(publicPatterns, pattern) {
 			continue
 		}
 		method, path, _ := strings.Cut(pattern, " ")
@@ -265,7 +291,12 @@ func TestOpenAPIMatchesHandlers(t *testing.T) {
 		}
 		seen[pattern] = true
 		var rd io.Reader
-		if body != nil {
+		form, isForm := body.(url.Values)
+		if isForm {
+			rb, _ := op["requestBody"].(map[string]any)
+			mediaSchema(t, d, rb, "application/x-www-form-urlencoded")
+			rd = strings.NewReader(form.Encode())
+		} else if body != nil {
 			b, _ := json.Marshal(body)
 			rb, _ := op["requestBody"].(map[string]any)
 			schema := mediaSchema(t, d, rb, "application/json")
@@ -283,8 +314,11 @@ func TestOpenAPIMatchesHandlers(t *testing.T) {
 			path += "?" + query
 		}
 		req := httptest.NewRequest(method, path, rd)
-		if !strings.HasPrefix(pattern, "GET /api/openapi.json") && pattern != "GET /healthz" {
+		if !slices.Contains(publicPatterns, pattern) {
 			req.Header.Set("Authorization", "Bearer "+testToken)
+		}
+		if isForm {
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		}
 		rec := httptest.NewRecorder()
 		a.ServeHTTP(rec, req)
@@ -413,6 +447,156 @@ func TestOpenAPIMatchesHandlers(t *testing.T) {
 	for _, q := range []string{"status=bogus", "since=yesterday", "limit=-1", "after=x"} {
 		call("GET /api/v1/tenants/{tenant}/trace?"+q, nil, 400, tenant)
 	}
+
+	// Access: tenant settings and authentication policies.
+	const T = "/api/v1/tenants/{tenant}"
+	obj := func(b []byte) map[string]any {
+		t.Helper()
+		var m map[string]any
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatalf("reply is not an object: %v: %s", err, b)
+		}
+		return m
+	}
+	call("GET "+T, nil, 200, tenant)
+	call("GET "+T, nil, 404, "nope")
+	call("POST "+T+"/auth-policies", map[string]any{"name": "AllowBasic", "allow_basic_auth_smtp": true}, 201, tenant)
+	call("POST "+T+"/auth-policies", map[string]any{"name": "BlockBasic"}, 201, tenant)
+	call("POST "+T+"/auth-policies", map[string]any{"name": "BlockBasic"}, 409, tenant)
+	call("POST "+T+"/auth-policies", map[string]any{"name": "None"}, 400, tenant)
+	call("GET "+T+"/auth-policies", nil, 200, tenant)
+	call("PATCH "+T+"/auth-policies/{name}", map[string]any{"allow_basic_auth_smtp": true}, 200, tenant, "AllowBasic")
+	call("PATCH "+T+"/auth-policies/{name}", map[string]any{"allow_basic_auth_smtp": true}, 404, tenant, "Nope")
+	settings := obj(call("PATCH "+T, map[string]any{"security_defaults": false, "default_auth_policy": "BlockBasic", "client_smtp_auth_disabled": true,
+		"hve_basic_auth":    map[string]any{"sunset_at": "2027-01-01", "ramp_start": "2026-11-01", "ramp_end": "2026-12-01T12:00:00+01:00"},
+		"client_basic_auth": map[string]any{"sunset_at": ""}}, 200, tenant))["settings"].(map[string]any)
+	if hve := settings["hve_basic_auth"].(map[string]any); hve["sunset_at"] != "2027-01-01T00:00:00Z" || hve["ramp_end"] != "2026-12-01T11:00:00Z" ||
+		settings["default_auth_policy"] != "BlockBasic" || settings["client_smtp_auth_disabled"] != true {
+		t.Errorf("settings after PATCH = %v", settings)
+	}
+	call("PATCH "+T, map[string]any{"default_auth_policy": "Nope"}, 400, tenant)
+	call("PATCH "+T, map[string]any{"hve_basic_auth": map[string]any{"sunset_at": "2026-13-01"}}, 400, tenant)
+	call("PATCH "+T, map[string]any{"hve_basic_auth": map[string]any{"ramp_end": ""}}, 400, tenant)
+	call("DELETE "+T+"/auth-policies/{name}", nil, 400, tenant, "BlockBasic")
+	call("PATCH "+T, map[string]any{"default_auth_policy": "", "hve_basic_auth": map[string]any{"sunset_at": "", "ramp_start": "", "ramp_end": ""}}, 200, tenant)
+
+	// Mailboxes: show, change, revoke.
+	call("GET "+T+"/mailboxes/{address}", nil, 200, tenant, "a@contoso.test")
+	call("GET "+T+"/mailboxes/{address}", nil, 404, tenant, "scanner@contoso.test")
+	call("PATCH "+T+"/mailboxes/{address}", map[string]any{"display_name": "Alice A.", "password": "alice-new-password", "auth_policy": "AllowBasic"}, 200, tenant, "alice@contoso.test")
+	call("PATCH "+T+"/mailboxes/{address}", map[string]any{"auth_policy": "Nope"}, 400, tenant, "alice@contoso.test")
+	if rv := obj(call("POST "+T+"/mailboxes/{address}/revoke-sessions", nil, 200, tenant, "alice@contoso.test")); fmt.Sprint(rv["sessions_closed"]) != "2" || rv["kind"] != "mailbox" {
+		t.Errorf("revoke-sessions of a mailbox = %v", rv)
+	}
+
+	// Accounts: access fields, revoke, diagnose.
+	call("PATCH "+T+"/accounts/{address}", map[string]any{"auth_policy": "AllowBasic", "allowed_networks": []string{"192.0.2.0/24", "2001:db8::1"}, "enabled": true}, 200, tenant, "scanner@contoso.test")
+	call("PATCH "+T+"/accounts/{address}", map[string]any{"allowed_networks": []string{"300.1.1.1/8"}}, 400, tenant, "scanner@contoso.test")
+	rv := obj(call("POST "+T+"/accounts/{address}/revoke-sessions", nil, 200, tenant, "scanner@contoso.test"))
+	if tvf, _ := time.Parse(time.RFC3339Nano, rv["tokens_valid_from"].(string)); time.Since(tvf) > time.Minute {
+		t.Errorf("revoke-sessions: tokens_valid_from = %v, want now", rv["tokens_valid_from"])
+	}
+	diag := obj(call("GET "+T+"/accounts/{address}/diagnose?from_ip=192.0.2.7&auth=basic&endpoint=hve", nil, 200, tenant, "scanner@contoso.test"))
+	if steps, _ := diag["steps"].([]any); len(steps) < 3 || diag["ok"] != true {
+		t.Errorf("diagnose of a working account = %v", diag)
+	}
+	diag = obj(call("GET "+T+"/accounts/{address}/diagnose?from_ip=198.51.100.1", nil, 200, tenant, "scanner@contoso.test"))
+	if diag["ok"] != false || !strings.HasPrefix(diag["reply"].(string), "5") {
+		t.Errorf("diagnose from outside the allowed networks = %v", diag)
+	}
+	if diag := obj(call("GET "+T+"/accounts/{address}/diagnose", nil, 200, tenant, "alice@contoso.test")); diag["kind"] != "mailbox" || diag["endpoint"] != "client" {
+		t.Errorf("diagnose of a mailbox = %v", diag)
+	}
+	call("GET "+T+"/accounts/{address}/diagnose?auth=magic", nil, 400, tenant, "scanner@contoso.test")
+	call("GET "+T+"/accounts/{address}/diagnose?from_ip=here", nil, 400, tenant, "scanner@contoso.test")
+	call("GET "+T+"/accounts/{address}/diagnose", nil, 404, tenant, "team@contoso.test")
+
+	// Security groups and Conditional Access.
+	call("POST "+T+"/security-groups", map[string]any{"name": "Apps"}, 201, tenant)
+	call("POST "+T+"/security-groups", map[string]any{"name": "Apps"}, 409, tenant)
+	call("POST "+T+"/security-groups/{name}/members", map[string]any{"address": "scanner@contoso.test"}, 200, tenant, "Apps")
+	call("POST "+T+"/security-groups/{name}/members", map[string]any{"address": "a@contoso.test"}, 200, tenant, "Apps")
+	call("POST "+T+"/security-groups/{name}/members", map[string]any{"address": "scanner@contoso.test"}, 409, tenant, "Apps")
+	call("POST "+T+"/security-groups/{name}/members", map[string]any{"address": "team@contoso.test"}, 400, tenant, "Apps")
+	call("POST "+T+"/security-groups/{name}/members", map[string]any{"address": "alice@contoso.test"}, 404, tenant, "Nope")
+	call("GET "+T+"/security-groups", nil, 200, tenant)
+	ca := obj(call("POST "+T+"/ca-policies", map[string]any{"name": "Block scanners", "grant": "block", "client_apps": []string{"legacy"},
+		"include_groups": []string{"Apps"}, "exclude_users": []string{"a@contoso.test"}, "include_networks": []string{"10.1.2.3/8"}}, 201, tenant))
+	if ca["state"] != "report-only" || fmt.Sprint(ca["exclude_users"]) != "[alice@contoso.test]" || fmt.Sprint(ca["include_networks"]) != "[10.0.0.0/8]" {
+		t.Errorf("new CA policy = %v; want report-only, the primary address and the canonical prefix", ca)
+	}
+	call("POST "+T+"/ca-policies", map[string]any{"name": "X", "grant": "block", "include_groups": []string{"Nope"}}, 400, tenant)
+	call("POST "+T+"/ca-policies", map[string]any{"name": "X", "grant": "allow", "include_users": []string{"all"}}, 400, tenant)
+	call("POST "+T+"/ca-policies", map[string]any{"name": "X", "grant": "block", "include_users": []string{"nobody@contoso.test"}}, 400, tenant)
+	call("POST "+T+"/ca-policies", map[string]any{"name": "Block scanners", "grant": "block", "include_users": []string{"all"}}, 409, tenant)
+	call("GET "+T+"/ca-policies", nil, 200, tenant)
+	call("PATCH "+T+"/ca-policies/{name}", map[string]any{"state": "on", "exclude_networks": []string{"192.0.2.0/24"}}, 200, tenant, "Block scanners")
+	call("PATCH "+T+"/ca-policies/{name}", map[string]any{"name": "Y"}, 400, tenant, "Block scanners")
+	call("PATCH "+T+"/ca-policies/{name}", map[string]any{"state": "off"}, 404, tenant, "Nope")
+	call("DELETE "+T+"/security-groups/{name}", nil, 400, tenant, "Apps")
+
+	// App registrations, tokens and keys.
+	app := obj(call("POST "+T+"/apps", map[string]any{"name": "Payroll", "secret_expires": "90d"}, 201, tenant))
+	appID, objectID, secret := app["app_id"].(string), app["object_id"].(string), app["secret"].(string)
+	if appID == "" || objectID == "" || len(secret) < 20 {
+		t.Fatalf("app create = %v", app)
+	}
+	call("POST "+T+"/apps", map[string]any{"name": "X", "secret_expires": "yesterday"}, 400, tenant)
+	call("POST "+T+"/apps", map[string]any{"name": " "}, 400, tenant)
+	call("GET "+T+"/apps", nil, 200, tenant)
+	call("POST "+T+"/apps/{app}/permissions", map[string]any{"permission": "Mail.Send"}, 200, tenant, objectID)
+	call("POST "+T+"/apps/{app}/permissions", map[string]any{"permission": "Mail.Send"}, 409, tenant, appID)
+	call("POST "+T+"/apps/{app}/permissions", map[string]any{"permission": "Mail.Read"}, 400, tenant, appID)
+	call("POST "+T+"/apps/{app}/permissions", map[string]any{"permission": "Mail.Send"}, 404, tenant, "nope")
+	call("POST "+T+"/apps/{app}/secrets", map[string]any{"expires": "2000-01-01"}, 400, tenant, appID)
+	sec := obj(call("POST "+T+"/apps/{app}/secrets", map[string]any{}, 201, tenant, appID))
+	call("POST /oauth2/token", url.Values{"grant_type": {"client_credentials"}, "client_id": {appID}, "client_secret": {secret}}, 200)
+	call("POST /oauth2/token", url.Values{"grant_type": {"client_credentials"}, "client_id": {appID}, "client_secret": {"wrong"}}, 401)
+	call("POST /oauth2/token", url.Values{"grant_type": {"password"}}, 400)
+	call("GET /oauth2/keys", nil, 200)
+	call("GET /.well-known/openid-configuration", nil, 200)
+	if keys := obj(call("POST /api/v1/oauth/rotate-key", nil, 200)); len(keys["keys"].([]any)) != 2 {
+		t.Errorf("after a rotation, keys = %v; want the new and the old", keys)
+	}
+
+	// Allowed apps, with and without a trusted external issuer.
+	if r := obj(call("POST "+T+"/accounts/{address}/allowed-apps", map[string]any{"app": objectID}, 200, tenant, "scanner@contoso.test")); r["app_id"] != appID || r["external"] != false {
+		t.Errorf("allow-app by object id = %v, want the app id stored", r)
+	}
+	call("POST "+T+"/accounts/{address}/allowed-apps", map[string]any{"app": appID}, 409, tenant, "scanner@contoso.test")
+	call("POST "+T+"/accounts/{address}/allowed-apps", map[string]any{"app": "ext-app-1"}, 400, tenant, "scanner@contoso.test")
+	call("POST "+T+"/oauth/issuers", map[string]any{"url": "https://login.example.com/v2.0", "audience": "api://hve"}, 201, tenant)
+	call("POST "+T+"/oauth/issuers", map[string]any{"url": "https://login.example.com/v2.0", "audience": "api://hve"}, 409, tenant)
+	call("POST "+T+"/oauth/issuers", map[string]any{"url": "ftp://login.example.com", "audience": "api://hve"}, 400, tenant)
+	call("GET "+T+"/oauth/issuers", nil, 200, tenant)
+	if r := obj(call("POST "+T+"/accounts/{address}/allowed-apps", map[string]any{"app": "ext-app-1"}, 200, tenant, "scanner@contoso.test")); r["external"] != true {
+		t.Errorf("allow-app of an external app = %v", r)
+	}
+	call("GET "+T+"/accounts/{address}/diagnose?auth=oauth&app="+objectID, nil, 200, tenant, "scanner@contoso.test")
+	call("DELETE "+T+"/accounts/{address}/allowed-apps/{app}", nil, 200, tenant, "scanner@contoso.test", "ext-app-1")
+	call("DELETE "+T+"/accounts/{address}/allowed-apps/{app}", nil, 404, tenant, "scanner@contoso.test", "ext-app-1")
+	call("DELETE "+T+"/accounts/{address}/allowed-apps/{app}", nil, 200, tenant, "scanner@contoso.test", objectID)
+	call("DELETE "+T+"/oauth/issuers/{url}", nil, 204, tenant, "https://login.example.com/v2.0")
+	call("DELETE "+T+"/oauth/issuers/{url}", nil, 404, tenant, "https://login.example.com/v2.0")
+
+	call("DELETE "+T+"/apps/{app}/permissions/{permission}", nil, 200, tenant, appID, "Mail.Send")
+	call("DELETE "+T+"/apps/{app}/permissions/{permission}", nil, 404, tenant, appID, "Mail.Send")
+	call("DELETE "+T+"/apps/{app}/secrets/{id}", nil, 204, tenant, appID, fmt.Sprint(sec["id"]))
+	call("DELETE "+T+"/apps/{app}/secrets/{id}", nil, 400, tenant, appID, "x")
+	call("DELETE "+T+"/apps/{app}", nil, 204, tenant, objectID)
+	call("DELETE "+T+"/apps/{app}", nil, 404, tenant, appID)
+	call("DELETE "+T+"/ca-policies/{name}", nil, 204, tenant, "Block scanners")
+	call("DELETE "+T+"/ca-policies/{name}", nil, 404, tenant, "Block scanners")
+	call("DELETE "+T+"/security-groups/{name}/members/{member}", nil, 200, tenant, "Apps", "scanner@contoso.test")
+	call("DELETE "+T+"/security-groups/{name}/members/{member}", nil, 404, tenant, "Apps", "scanner@contoso.test")
+	call("DELETE "+T+"/security-groups/{name}", nil, 204, tenant, "Apps")
+	call("DELETE "+T+"/auth-policies/{name}", nil, 204, tenant, "BlockBasic")
+	call("DELETE "+T+"/auth-policies/{name}", nil, 400, tenant, "AllowBasic")
+	conv := obj(call("POST "+T+"/accounts/{address}/convert-to-mailbox", nil, 200, tenant, "scanner@contoso.test"))
+	if m := conv["mailbox"].(map[string]any); m["converted_from_hve"] != true || m["address"] != "scanner@contoso.test" {
+		t.Errorf("convert-to-mailbox = %v", conv)
+	}
+	call("POST "+T+"/accounts/{address}/convert-to-mailbox", nil, 404, tenant, "scanner@contoso.test")
 
 	call("DELETE /api/v1/tenants/{tenant}/groups/{address}/members/{member}", nil, 200, tenant, "team@contoso.test", "all@contoso.test")
 	call("DELETE /api/v1/tenants/{tenant}/groups/{address}/members/{member}", nil, 404, tenant, "team@contoso.test", "bob@contoso.test")

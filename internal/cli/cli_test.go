@@ -35,6 +35,7 @@ func startNode(t *testing.T) *node {
 	cfg.Data = t.TempDir()
 	cfg.Hostname = "hve.test"
 	cfg.SMTP.Addr = "127.0.0.1:0"
+	cfg.Client.Addr = "127.0.0.1:0"
 	cfg.Admin.Addr = "127.0.0.1:0"
 	srv, err := server.Start(t.Context(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -201,6 +202,22 @@ func init() {
 
 		{path: "bench", help: "load-test an SMTP endpoint on this machine and print throughput and latency as JSON", flags: benchFlags, run: runBench},
 	}
+	// The access commands go next to their kin, so that hve help lists
+	// each group together.
+	extra := accessCommands()
+	insertAfter("tenant create", extra["tenant"])
+	insertAfter("mailbox remove", extra["mailbox"])
+	insertAfter("account remove", extra["account"])
+	insertAfter("group remove", slices.Concat(extra["security-group"], extra["auth-policy"], extra["ca-policy"], extra["app"], extra["oauth"]))
+}
+
+// insertAfter puts cmds into the command table after the command path.
+func insertAfter(path string, cmds []command) {
+	i := slices.IndexFunc(commands, func(c command) bool { return c.path == path })
+	if i < 0 {
+		panic("cli: no command " + path)
+	}
+	commands = slices.Insert(commands, i+1, cmds...)
 }
 
 // removeBy makes a command that deletes the object named by its argument.
@@ -285,6 +302,9 @@ func accountSetFlags(fs *flag.FlagSet) {
 	fs.Var(&stringList{}, "alias", "set the aliases to these `address`es (repeatable; replaces the list)")
 	fs.Bool("clear-aliases", false, "remove every alias")
 	fs.Bool("password-stdin", false, "read a new password from standard input")
+	fs.String("auth-policy", "", "authentication policy `NAME`, or none for the tenant's default")
+	fs.String("allowed-networks", "", "comma-separated `CIDR` prefixes the account may sign in from, or none for any")
+	fs.Bool("revoke-sessions", false, "refuse tokens issued until now and end the account's open sessions")
 }
 
 func setAccount(c *ctx) error {
@@ -318,12 +338,36 @@ func setAccount(c *ctx) error {
 		}
 		req["password"] = pw
 	}
-	if len(req) == 0 {
+	if flagSet(c.fs, "auth-policy") {
+		req["auth_policy"] = policyValue(c.str("auth-policy"))
+	}
+	if flagSet(c.fs, "allowed-networks") {
+		nets, err := c.networks("allowed-networks")
+		if err != nil {
+			return err
+		}
+		req["allowed_networks"] = nets
+	}
+	revoke := c.boolFlag("revoke-sessions")
+	if len(req) == 0 && !revoke {
 		return usageError{"nothing to change; see hve account set -h"}
 	}
+	path := "/accounts/" + url.PathEscape(c.args[0])
 	var a directory.Account
-	if err := c.call("PATCH", "/accounts/"+url.PathEscape(c.args[0]), req, &a); err != nil {
-		return err
+	if len(req) > 0 {
+		if err := c.call("PATCH", path, req, &a); err != nil {
+			return err
+		}
+	}
+	// Revoke after the other changes, so that a new password or policy is
+	// in place before the sessions are ended and the clients sign in again.
+	if revoke {
+		if err := c.revoke(path); err != nil {
+			return err
+		}
+		if err := c.call("GET", path, nil, &a); err != nil {
+			return err
+		}
 	}
 	return c.showAccount(a)
 }
@@ -332,7 +376,9 @@ func (c *ctx) showAccount(a directory.Account) error {
 	fields := map[string]string{
 		"address": a.Address, "name": a.Name, "display name": a.DisplayName, "enabled": strconv.FormatBool(a.Enabled),
 		"reply-to": a.ReplyTo, "aliases": strings.Join(a.Aliases, ","), "created": a.CreatedAt.Format(time.RFC3339),
-		"updated": a.UpdatedAt.Format(time.RFC3339),
+		"updated": a.UpdatedAt.Format(time.RFC3339), "auth policy": authPolicyText(a.AuthPolicy),
+		"tokens valid from": timeOr(a.TokensValidFrom, "not set"), "allowed apps": listOr(a.AllowedApps, "none"),
+		"allowed networks": listOr(a.AllowedNetworks, "any"),
 	}
 	return c.show(a, []string{"FIELD", "VALUE"}, func() (rows [][]string) {
 		for _, k := range sortedKeys(fields) {
