@@ -180,9 +180,10 @@ func newDemoServer(t *testing.T) *demoServer {
 		dataDir: filepath.Join(base, "data"),
 		logPath: filepath.Join(base, "hve.log"),
 	}}}
-	ports := freePorts(t, 2)
+	ports := freePorts(t, 3)
 	s.smtpAddr = fmt.Sprintf("127.0.0.1:%d", ports[0])
 	s.adminAddr = fmt.Sprintf("127.0.0.1:%d", ports[1])
+	s.clientAddr = fmt.Sprintf("127.0.0.1:%d", ports[2])
 	t.Cleanup(func() {
 		s.stop()
 		s.checkLog()
@@ -211,7 +212,7 @@ func (s *demoServer) tryStartDemo() (string, error) {
 	offset, _ := logFile.Seek(0, io.SeekEnd)
 	smtpAddr, adminAddr := s.addrs()
 	fmt.Fprintf(logFile, "=== e2e: starting hve serve --demo at %s\n", time.Now().Format(time.RFC3339Nano))
-	cmd := exec.Command(hveBin, "serve", "--demo", "--data", s.dataDir, "--smtp-addr", smtpAddr, "--admin-addr", adminAddr)
+	cmd := exec.Command(hveBin, "serve", "--demo", "--data", s.dataDir, "--smtp-addr", smtpAddr, "--admin-addr", adminAddr, "--client-addr", s.client())
 	cmd.Env = cleanEnv()
 	s.stdout = &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = s.stdout, logFile

@@ -119,8 +119,9 @@ type proc struct {
 	logPath string
 
 	mu        sync.Mutex
-	smtpAddr  string // host:port of the SMTP endpoint
-	adminAddr string // host:port of the admin API
+	smtpAddr   string // host:port of the HVE endpoint
+	clientAddr string // host:port of the standard client endpoint
+	adminAddr  string // host:port of the admin API
 	cmd       *exec.Cmd
 	exited    chan struct{}
 }
@@ -144,9 +145,10 @@ func startServer(t *testing.T) *server {
 	if err := os.WriteFile(s.config, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ports := freePorts(t, 2)
+	ports := freePorts(t, 3)
 	s.smtpAddr = fmt.Sprintf("127.0.0.1:%d", ports[0])
 	s.adminAddr = fmt.Sprintf("127.0.0.1:%d", ports[1])
+	s.clientAddr = fmt.Sprintf("127.0.0.1:%d", ports[2])
 	t.Cleanup(func() {
 		s.stop()
 		s.checkLog()
@@ -195,10 +197,11 @@ func (s *server) retryOnOtherPorts(try func() error) {
 			s.t.Fatal(err)
 		}
 		s.t.Logf("%v; choosing other ports", err)
-		ports := freePorts(s.t, 2)
+		ports := freePorts(s.t, 3)
 		s.mu.Lock()
 		s.smtpAddr = fmt.Sprintf("127.0.0.1:%d", ports[0])
 		s.adminAddr = fmt.Sprintf("127.0.0.1:%d", ports[1])
+		s.clientAddr = fmt.Sprintf("127.0.0.1:%d", ports[2])
 		s.mu.Unlock()
 	}
 }
@@ -214,7 +217,7 @@ func (s *server) tryStart() error {
 	smtpAddr, adminAddr := s.addrs()
 	fmt.Fprintf(logFile, "=== e2e: starting hve serve at %s\n", time.Now().Format(time.RFC3339Nano))
 	cmd := exec.Command(hveBin, "serve", "--config", s.config, "--data", s.dataDir,
-		"--smtp-addr", smtpAddr, "--admin-addr", adminAddr)
+		"--smtp-addr", smtpAddr, "--admin-addr", adminAddr, "--client-addr", s.client())
 	cmd.Env = cleanEnv()
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
@@ -262,6 +265,13 @@ func (s *server) addrs() (smtpAddr, adminAddr string) {
 func (s *server) smtp() string {
 	a, _ := s.addrs()
 	return a
+}
+
+// client returns the standard client endpoint's address.
+func (s *server) client() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.clientAddr
 }
 
 // admin returns the admin API's address.

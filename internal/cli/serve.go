@@ -16,6 +16,7 @@ import (
 func serveFlags(fs *flag.FlagSet) {
 	fs.String("config", "", "configuration `file` (TOML); flags override it")
 	fs.String("smtp-addr", "", "SMTP endpoint listen `address` (default :587; with --demo 127.0.0.1:2587)")
+	fs.String("client-addr", "", "standard client endpoint (mailboxes) listen `address` (default :588; with --demo 127.0.0.1:2588; off disables it)")
 	fs.String("admin-addr", "", "admin API listen `address` (default 127.0.0.1:8025)")
 	fs.Bool("demo", false, "on an empty data directory, create a demo organisation and print how to send to it")
 }
@@ -34,9 +35,18 @@ func runServe(c *ctx) error {
 	isDemo := c.boolFlag("demo")
 	if isDemo {
 		cfg.SMTP.Addr = "127.0.0.1:2587"
+		cfg.Client.Addr = "127.0.0.1:2588"
 	}
 	if v := c.str("smtp-addr"); v != "" {
 		cfg.SMTP.Addr = v
+	}
+	// An empty --client-addr, like off, disables the endpoint, as an empty
+	// addr in the [client] section does.
+	if v := c.str("client-addr"); v != "" || flagSet(c.fs, "client-addr") {
+		if v == "off" {
+			v = ""
+		}
+		cfg.Client.Addr = v
 	}
 	if v := c.str("admin-addr"); v != "" {
 		cfg.Admin.Addr = v

@@ -20,7 +20,9 @@ type Config struct {
 	// Store selects the store; empty means the embedded SQLite store in Data.
 	Store string `toml:"store"`
 	SMTP  SMTP   `toml:"smtp"`
-	Admin Admin  `toml:"admin"`
+	// Client is the standard client endpoint, for mailboxes.
+	Client Client `toml:"client"`
+	Admin  Admin  `toml:"admin"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `toml:"log_level"`
 }
@@ -29,16 +31,37 @@ type Config struct {
 type SMTP struct {
 	Addr string `toml:"addr"`
 	// TLSCert and TLSKey are PEM files; when both are empty a self-signed
-	// certificate is generated once and kept in the data directory.
+	// certificate is generated once and kept in the data directory. The
+	// standard client endpoint uses the same certificate.
 	TLSCert         string `toml:"tls_cert"`
 	TLSKey          string `toml:"tls_key"`
 	MaxRecipients   int    `toml:"max_recipients"`
 	MaxMessageBytes int64  `toml:"max_message_bytes"`
 }
 
+// Client configures the standard client endpoint: mailboxes submit there
+// with the ordinary mailbox limits (spec section 3).
+type Client struct {
+	// Addr is the listen address; empty disables the endpoint.
+	Addr            string `toml:"addr"`
+	MaxRecipients   int    `toml:"max_recipients"`
+	MaxMessageBytes int64  `toml:"max_message_bytes"`
+	// MessagesPerMinute per mailbox: beyond it, messages are accepted and
+	// their delivery is paced to this rate.
+	MessagesPerMinute int `toml:"messages_per_minute"`
+	// RecipientsPerDay per mailbox, in any 24 hours.
+	RecipientsPerDay int `toml:"recipients_per_day"`
+	// MaxConnections per mailbox: signed-in connections at once.
+	MaxConnections int `toml:"max_connections"`
+}
+
 // Admin configures the admin API.
 type Admin struct {
 	Addr string `toml:"addr"`
+	// PublicURL is the base URL clients reach the admin listener at (the
+	// OAuth token endpoint is served there): the issuer of hve's OAuth
+	// tokens. Empty means http:// and the listener's address.
+	PublicURL string `toml:"public_url"`
 }
 
 // Default returns the configuration used when no file says otherwise.
@@ -51,6 +74,8 @@ func Default() Config {
 		Data:     "./hve-data",
 		Hostname: host,
 		SMTP:     SMTP{Addr: ":587", MaxRecipients: 50, MaxMessageBytes: 10 * 1024 * 1024},
+		Client: Client{Addr: ":588", MaxRecipients: 500, MaxMessageBytes: 10 * 1024 * 1024,
+			MessagesPerMinute: 30, RecipientsPerDay: 10000, MaxConnections: 3},
 		Admin:    Admin{Addr: "127.0.0.1:8025"},
 		LogLevel: "info",
 	}

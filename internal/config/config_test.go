@@ -29,8 +29,17 @@ tls_key = "/etc/hve/key.pem"
 max_recipients = 10
 max_message_bytes = 1048576
 
+[client]
+addr = ":2588"
+max_recipients = 100
+max_message_bytes = 2097152
+messages_per_minute = 10
+recipients_per_day = 1000
+max_connections = 2
+
 [admin]
 addr = "127.0.0.1:9000"
+public_url = "https://hve.example.com:8443"
 `)
 	got, err := Load(path)
 	if err != nil {
@@ -41,7 +50,9 @@ addr = "127.0.0.1:9000"
 		Hostname: "mail.example.com",
 		LogLevel: "debug",
 		SMTP:     SMTP{Addr: ":2587", TLSCert: "/etc/hve/cert.pem", TLSKey: "/etc/hve/key.pem", MaxRecipients: 10, MaxMessageBytes: 1 << 20},
-		Admin:    Admin{Addr: "127.0.0.1:9000"},
+		Client: Client{Addr: ":2588", MaxRecipients: 100, MaxMessageBytes: 2 << 20,
+			MessagesPerMinute: 10, RecipientsPerDay: 1000, MaxConnections: 2},
+		Admin: Admin{Addr: "127.0.0.1:9000", PublicURL: "https://hve.example.com:8443"},
 	}
 	if got != want {
 		t.Errorf("Load = %+v\nwant %+v", got, want)
@@ -59,8 +70,24 @@ func TestLoadKeepsDefaultsForMissingSettings(t *testing.T) {
 	if got != want {
 		t.Errorf("Load = %+v\nwant the defaults with two changes: %+v", got, want)
 	}
-	if got.SMTP.Addr != ":587" || got.SMTP.MaxMessageBytes != 10<<20 || got.Admin.Addr != "127.0.0.1:8025" {
+	if got.SMTP.Addr != ":587" || got.SMTP.MaxMessageBytes != 10<<20 || got.Admin.Addr != "127.0.0.1:8025" ||
+		got.Client != (Client{Addr: ":588", MaxRecipients: 500, MaxMessageBytes: 10 << 20, MessagesPerMinute: 30,
+			RecipientsPerDay: 10000, MaxConnections: 3}) || got.Admin.PublicURL != "" {
 		t.Errorf("defaults changed: %+v", got)
+	}
+}
+
+// TestClientEndpointCanBeDisabled: an empty address turns the standard
+// client endpoint off, and the other client settings keep their defaults.
+func TestClientEndpointCanBeDisabled(t *testing.T) {
+	got, err := Load(writeFile(t, "[client]\naddr = \"\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Default()
+	want.Client.Addr = ""
+	if got != want {
+		t.Errorf("Load = %+v\nwant %+v", got, want)
 	}
 }
 

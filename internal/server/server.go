@@ -1,5 +1,7 @@
 // Package server wires hve's parts into one running node: the store, the
-// spool, the delivery worker, the SMTP endpoint and the admin API.
+// spool, the delivery worker, the sign-in checks and the OAuth token
+// service, the two SMTP endpoints (HVE and standard client) and the admin
+// API.
 package server
 
 import (
@@ -18,10 +20,12 @@ import (
 	"sync"
 	"time"
 
+	"hve/internal/access"
 	"hve/internal/admin"
 	"hve/internal/config"
 	"hve/internal/delivery"
 	"hve/internal/directory"
+	"hve/internal/oauth"
 	"hve/internal/queue"
 	"hve/internal/smtpd"
 	"hve/internal/store"
@@ -34,15 +38,22 @@ import (
 type Server struct {
 	Config config.Config
 	Store  store.Store
-	// SMTPAddr and AdminAddr are where the listeners ended up (useful with
-	// port 0 in tests).
-	SMTPAddr, AdminAddr net.Addr
+	// SMTPAddr (the HVE endpoint), ClientAddr (the standard client
+	// endpoint; nil when it is disabled) and AdminAddr are where the
+	// listeners ended up (useful with port 0 in tests).
+	SMTPAddr, ClientAddr, AdminAddr net.Addr
 	// TokenFile holds the admin API's bearer token.
 	TokenFile string
+	// OAuth is the token service and verifier; its Handler belongs on the
+	// admin listener, whose URL is its issuer.
+	OAuth *oauth.Service
+	// Access checks every sign-in of both endpoints (and diagnoses).
+	Access *access.Checker
 
 	log       *slog.Logger
 	cancel    context.CancelFunc
-	endpoint  *smtpd.Endpoint
+	endpoint  *smtpd.Endpoint // the HVE endpoint
+	client    *smtpd.Endpoint // the standard client endpoint, or nil
 	http      *http.Server
 	spool     *queue.Spool
 	recorder  *trace.Recorder
@@ -76,7 +87,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, e
 	return s, nil
 }
 
-func (s *Server) start(ctx context.Context) error {
+func (s *Server) start(ctx context.Context) (err error) {
 	cfg := s.Config
 	if err := ensureDefaultTenant(ctx, s.Store); err != nil {
 		return err
@@ -90,6 +101,35 @@ func (s *Server) start(ctx context.Context) error {
 		return err
 	}
 
+	// Listeners not yet handed to a server are closed if starting fails.
+	var pending []net.Listener
+	defer func() {
+		if err != nil {
+			for _, l := range pending {
+				l.Close()
+			}
+		}
+	}()
+	listen := func(what, addr string) (net.Listener, error) {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("%s listener: %w", what, err)
+		}
+		pending = append(pending, l)
+		return l, nil
+	}
+	// The admin listener comes first: its address is the default issuer
+	// of the OAuth tokens, which the sign-in checks need.
+	al, err := listen("admin", cfg.Admin.Addr)
+	if err != nil {
+		return err
+	}
+	s.AdminAddr = al.Addr()
+	issuer := cfg.Admin.PublicURL
+	if issuer == "" {
+		issuer = "http://" + s.AdminAddr.String()
+	}
+
 	runCtx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	worker := delivery.NewWorker(s.Store, nodeID(cfg.Hostname), s.log.With("part", "delivery"))
@@ -101,32 +141,49 @@ func (s *Server) start(ctx context.Context) error {
 		worker.Run(runCtx)
 	}()
 
+	s.OAuth = oauth.New(s.Store, oauth.Config{IssuerURL: issuer}, s.log.With("part", "oauth"))
+	if err := s.OAuth.EnsureKey(ctx); err != nil {
+		return fmt.Errorf("OAuth signing key: %w", err)
+	}
+	s.Access = access.New(s.Store, s.OAuth, s.recorder, access.Config{}, s.log.With("part", "access"))
+
 	s.endpoint = smtpd.New(runCtx, smtpd.Config{
+		Endpoint:        directory.EndpointHVE,
 		Hostname:        cfg.Hostname,
 		TLS:             tlsConfig,
 		MaxRecipients:   cfg.SMTP.MaxRecipients,
 		MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
-	}, s.Store, s.spool, s.recorder, s.log.With("part", "smtp"))
-	sl, err := net.Listen("tcp", cfg.SMTP.Addr)
+	}, s.Store, s.Access, s.spool, s.recorder, s.log.With("part", "smtp"))
+	sl, err := listen("SMTP", cfg.SMTP.Addr)
 	if err != nil {
-		return fmt.Errorf("SMTP listener: %w", err)
+		return err
 	}
 	s.SMTPAddr = sl.Addr()
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		if err := s.endpoint.Serve(sl); err != nil && !isClosed(err) {
-			s.log.Error("SMTP listener stopped", "err", err)
-		}
-	}()
+	s.serveSMTP(s.endpoint, sl)
 
-	al, err := net.Listen("tcp", cfg.Admin.Addr)
-	if err != nil {
-		return fmt.Errorf("admin listener: %w", err)
+	if cfg.Client.Addr != "" {
+		s.client = smtpd.New(runCtx, smtpd.Config{
+			Endpoint:          directory.EndpointClient,
+			Hostname:          cfg.Hostname,
+			TLS:               tlsConfig,
+			MaxRecipients:     cfg.Client.MaxRecipients,
+			MaxMessageBytes:   cfg.Client.MaxMessageBytes,
+			MessagesPerMinute: cfg.Client.MessagesPerMinute,
+			RecipientsPerDay:  cfg.Client.RecipientsPerDay,
+			MaxConnections:    cfg.Client.MaxConnections,
+		}, s.Store, s.Access, s.spool, s.recorder, s.log.With("part", "smtp-client"))
+		cl, err := listen("client SMTP", cfg.Client.Addr)
+		if err != nil {
+			return err
+		}
+		s.ClientAddr = cl.Addr()
+		s.serveSMTP(s.client, cl)
 	}
-	s.AdminAddr = al.Addr()
+
 	s.http = &http.Server{
-		Handler:           admin.New(s.Store, tokenHash, s.log.With("part", "admin")),
+		Handler: admin.New(s.Store, tokenHash, s.log.With("part", "admin"), admin.Options{
+			Diagnoser: s.Access, Sessions: s, Keys: s.OAuth, OAuth: s.OAuth.Handler(),
+		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
@@ -137,8 +194,39 @@ func (s *Server) start(ctx context.Context) error {
 			s.log.Error("admin listener stopped", "err", err)
 		}
 	}()
-	s.log.Info("hve started", "smtp", s.SMTPAddr.String(), "admin", "http://"+s.AdminAddr.String(), "data", cfg.Data)
+	client := "off"
+	if s.ClientAddr != nil {
+		client = s.ClientAddr.String()
+	}
+	s.log.Info("hve started", "smtp", s.SMTPAddr.String(), "client_smtp", client, "admin", "http://"+s.AdminAddr.String(),
+		"oauth_issuer", issuer, "data", cfg.Data)
 	return nil
+}
+
+// serveSMTP serves an endpoint on its listener until Close.
+func (s *Server) serveSMTP(e *smtpd.Endpoint, l net.Listener) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := e.Serve(l); err != nil && !isClosed(err) {
+			s.log.Error("SMTP listener stopped", "endpoint", string(e.Kind()), "err", err)
+		}
+	}()
+}
+
+// CloseSessions ends the open SMTP sessions signed in as an identity (an
+// HVE account or a mailbox of the tenant) on both endpoints: each client
+// reads reply.SessionRevoked and the connection is closed. It returns how
+// many sessions were ended. Admin changes that revoke an identity's
+// sessions (tokens-valid-from, disabling, removal) call it.
+func (s *Server) CloseSessions(tenantID int64, kind directory.Kind, id int64) int {
+	n := 0
+	for _, e := range []*smtpd.Endpoint{s.endpoint, s.client} {
+		if e != nil {
+			n += e.CloseSessions(tenantID, kind, id)
+		}
+	}
+	return n
 }
 
 func isClosed(err error) bool {
@@ -150,14 +238,21 @@ func isClosed(err error) bool {
 func (s *Server) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
-		if s.endpoint != nil {
-			// Let sessions finish what they are doing; then cut the rest.
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			if s.endpoint.Shutdown(ctx) != nil {
-				s.endpoint.Close()
+		// Let sessions finish what they are doing; then cut the rest.
+		var endpoints sync.WaitGroup
+		for _, e := range []*smtpd.Endpoint{s.endpoint, s.client} {
+			if e == nil {
+				continue
 			}
-			cancel()
+			endpoints.Go(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				if e.Shutdown(ctx) != nil {
+					e.Close()
+				}
+			})
 		}
+		endpoints.Wait()
 		if s.http != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			s.http.Shutdown(ctx)

@@ -9,10 +9,13 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/base64"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/textproto"
+	"net/url"
 	"regexp"
 	"strings"
 	"sync"
@@ -21,6 +24,7 @@ import (
 
 	"hve/internal/config"
 	"hve/internal/directory"
+	"hve/internal/oauth"
 	"hve/internal/password"
 	"hve/internal/server"
 	"hve/internal/store"
@@ -46,8 +50,10 @@ const (
 	offAddr = "off@contoso.test" // a disabled HVE account
 	offPW   = "off-password"
 
-	sharedAddr = "shared@contoso.test" // a mailbox that has a password
-	sharedPW   = "mailbox-password"
+	sharedAddr  = "shared@contoso.test" // a mailbox that has a password
+	sharedPW    = "mailbox-password"
+	sharedAlias = "sales@contoso.test"
+	sharedName  = "Shared"
 
 	teamAddr = "team@contoso.test" // a group of alice and bob
 
@@ -57,6 +63,27 @@ const (
 )
 
 var people = []string{"alice", "bob", "carol", "dave"}
+
+// The seeded app registrations (OAuth clients) of the default tenant. All
+// share one client secret: hashing is slow.
+const (
+	mailerApp = "11111111-1111-4111-8111-111111111111" // Mail.Send, allowed on app@
+	otherApp  = "22222222-2222-4222-8222-222222222222" // Mail.Send, not allowed on app@
+	noSendApp = "33333333-3333-4333-8333-333333333333" // no Mail.Send, allowed on app@
+)
+
+// appSecret is the client secret of every seeded app, and its hash.
+var appSecret = sync.OnceValues(func() (string, string) {
+	secret, _, err := oauth.NewSecret()
+	if err != nil {
+		panic(err)
+	}
+	h, err := oauth.HashSecret(secret)
+	if err != nil {
+		panic(err)
+	}
+	return secret, h
+})
 
 // hashes are computed once: argon2id is deliberately slow.
 var hashes = sync.OnceValue(func() map[string]string {
@@ -83,11 +110,21 @@ type testNode struct {
 // seeds the directory. The node's log is shown only if the test fails.
 func startNode(t *testing.T) *testNode {
 	t.Helper()
+	return startNodeWith(t, nil)
+}
+
+// startNodeWith is startNode with the configuration changed by change.
+func startNodeWith(t *testing.T, change func(*config.Config)) *testNode {
+	t.Helper()
 	cfg := config.Default()
 	cfg.Data = t.TempDir()
 	cfg.Hostname = hostname
 	cfg.SMTP.Addr = "127.0.0.1:0"
+	cfg.Client.Addr = "127.0.0.1:0"
 	cfg.Admin.Addr = "127.0.0.1:0"
+	if change != nil {
+		change(&cfg)
+	}
 
 	logs := &lockedBuffer{}
 	t.Cleanup(func() {
@@ -127,9 +164,21 @@ func (n *testNode) seed() {
 	for _, p := range people {
 		must(st.CreateMailbox(ctx, directory.Mailbox{TenantID: tid, Name: p, DisplayName: strings.ToUpper(p[:1]) + p[1:], Address: p + "@" + domain}))
 	}
-	must(st.CreateMailbox(ctx, directory.Mailbox{TenantID: tid, Name: "shared", DisplayName: "Shared", Address: sharedAddr, PasswordHash: hashes()[sharedPW]}))
+	must(st.CreateMailbox(ctx, directory.Mailbox{TenantID: tid, Name: "shared", DisplayName: sharedName, Address: sharedAddr,
+		Aliases: []string{sharedAlias}, PasswordHash: hashes()[sharedPW]}))
 	must(st.CreateAccount(ctx, directory.Account{TenantID: tid, Name: "app", DisplayName: appDisplay, Address: appAddr,
-		Aliases: []string{appAlias}, ReplyTo: appReplyTo, Enabled: true, PasswordHash: hashes()[appPW]}))
+		Aliases: []string{appAlias}, ReplyTo: appReplyTo, Enabled: true, PasswordHash: hashes()[appPW],
+		AllowedApps: []string{mailerApp, noSendApp}}))
+	_, secretHash := appSecret()
+	for _, app := range []directory.App{
+		{Name: "Mailer", AppID: mailerApp, Permissions: []directory.Permission{directory.MailSend}},
+		{Name: "Other", AppID: otherApp, Permissions: []directory.Permission{directory.MailSend}},
+		{Name: "No Send", AppID: noSendApp},
+	} {
+		app.TenantID, app.ObjectID = tid, "obj-"+app.AppID
+		app.Secrets = []directory.AppSecret{{Hint: "sec", Hash: secretHash, ExpiresAt: time.Now().Add(24 * time.Hour)}}
+		must(st.CreateApp(ctx, app))
+	}
 	must(st.CreateAccount(ctx, directory.Account{TenantID: tid, Name: "off", DisplayName: "Disabled", Address: offAddr,
 		Enabled: false, PasswordHash: hashes()[offPW]}))
 	team, err := st.CreateGroup(ctx, directory.Group{TenantID: tid, Name: "Team", Address: teamAddr})
@@ -245,10 +294,43 @@ type smtpClient struct {
 	greeting string
 }
 
-// dial connects to the node's SMTP endpoint and reads the greeting.
+// dial connects to the node's HVE endpoint and reads the greeting.
 func (n *testNode) dial() *smtpClient {
 	n.t.Helper()
-	conn, err := net.DialTimeout("tcp", n.srv.SMTPAddr.String(), 5*time.Second)
+	return n.dialAddr(n.srv.SMTPAddr)
+}
+
+// dialClient connects to the node's standard client endpoint.
+func (n *testNode) dialClient() *smtpClient {
+	n.t.Helper()
+	if n.srv.ClientAddr == nil {
+		n.t.Fatal("the standard client endpoint is not running")
+	}
+	return n.dialAddr(n.srv.ClientAddr)
+}
+
+// dialClientTLS is dialTLS on the standard client endpoint.
+func (n *testNode) dialClientTLS() *smtpClient {
+	n.t.Helper()
+	c := n.dialClient()
+	c.ehlo()
+	c.startTLS()
+	c.ehlo()
+	return c
+}
+
+// signInClient returns a client signed in as the mailbox shared@ on the
+// standard client endpoint.
+func (n *testNode) signInClient() *smtpClient {
+	n.t.Helper()
+	c := n.dialClientTLS()
+	c.ok(c.authPlain(sharedAddr, sharedPW))
+	return c
+}
+
+func (n *testNode) dialAddr(addr net.Addr) *smtpClient {
+	n.t.Helper()
+	conn, err := net.DialTimeout("tcp", addr.String(), 5*time.Second)
 	if err != nil {
 		n.t.Fatalf("dial: %v", err)
 	}
@@ -374,6 +456,56 @@ func (c *smtpClient) authLogin(user, pw string) (int, string) {
 		c.t.Errorf("AUTH LOGIN second challenge = %q, want Password:", ch)
 	}
 	return c.cmd(b64(pw))
+}
+
+// authXOAUTH2 signs in with AUTH XOAUTH2 and an initial response.
+func (c *smtpClient) authXOAUTH2(user, token string) (int, string) {
+	c.t.Helper()
+	return c.cmd("AUTH XOAUTH2 " + b64("user="+user+"\x01auth=Bearer "+token+"\x01\x01"))
+}
+
+// authOAUTHBEARER signs in with AUTH OAUTHBEARER (RFC 7628) and an initial
+// response.
+func (c *smtpClient) authOAUTHBEARER(user, token string) (int, string) {
+	c.t.Helper()
+	return c.cmd("AUTH OAUTHBEARER " + b64("n,a="+user+",\x01host="+hostname+"\x01port=587\x01auth=Bearer "+token+"\x01\x01"))
+}
+
+// expectClosed fails the test unless the server has closed the connection
+// (after the replies already read).
+func (c *smtpClient) expectClosed() {
+	c.t.Helper()
+	c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if line, err := c.tp.ReadLine(); err == nil {
+		c.t.Errorf("read %q, want the connection closed", line)
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		c.t.Errorf("connection still open")
+	}
+}
+
+// token gets an access token for a seeded app from the node's token
+// endpoint (POST /oauth2/token on the admin listener), as an application
+// does: client-credentials grant.
+func (n *testNode) token(appID string) string {
+	n.t.Helper()
+	secret, _ := appSecret()
+	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {appID}, "client_secret": {secret},
+		"scope": {"https://outlook.office365.com/.default"}}
+	resp, err := http.PostForm("http://"+n.srv.AdminAddr.String()+"/oauth2/token", form)
+	if err != nil {
+		n.t.Fatalf("token request: %v", err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		AccessToken string `json:"access_token"`
+		TokenType   string `json:"token_type"`
+		Error       string `json:"error"`
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(raw, &body); err != nil || resp.StatusCode != http.StatusOK || body.AccessToken == "" || body.TokenType != "Bearer" {
+		n.t.Fatalf("token endpoint answered %d %s (%v)", resp.StatusCode, raw, err)
+	}
+	return body.AccessToken
 }
 
 // data sends DATA and the message (LF or CRLF line ends; dot-stuffed here).

@@ -12,14 +12,43 @@ import (
 	"github.com/emersion/go-message/textproto"
 	"github.com/emersion/go-smtp"
 
-	"hve/internal/directory"
 	"hve/internal/queue"
 	"hve/internal/reply"
 )
 
+// sender is the identity a message is sent as: an HVE account (HVE
+// endpoint) or a mailbox (standard client endpoint).
+type sender struct {
+	tenantID int64
+	// accountID is the HVE account's id, mailboxID the mailbox's; the
+	// other is 0. A mailbox gets a Sent Items copy of what it sends.
+	accountID, mailboxID int64
+	displayName          string
+	address              string
+	aliases              []string
+	// replyTo is added to messages that have no Reply-To (HVE accounts
+	// only; a mailbox has none).
+	replyTo string
+}
+
+// sendsAs reports whether addr is the sender's primary address or one of
+// its aliases, the only addresses it may use as envelope or header sender.
+func (s *sender) sendsAs(addr string) bool {
+	addr = strings.ToLower(addr)
+	if addr == s.address {
+		return true
+	}
+	for _, alias := range s.aliases {
+		if addr == alias {
+			return true
+		}
+	}
+	return false
+}
+
 // envelope is what the session knows of a message besides its content.
 type envelope struct {
-	account  *directory.Account
+	sender   *sender
 	from     string
 	rcpts    []string
 	helo     string // the client's EHLO name
@@ -28,7 +57,7 @@ type envelope struct {
 }
 
 // prepare applies the content policy to a message as the client sent it and
-// returns it ready for the spool: the header From must be the account, and
+// returns it ready for the spool: the header From must be the sender, and
 // hve adds Received, and Message-ID, Date, From and Reply-To where missing.
 // It depends on nothing but its arguments, so it can be fuzzed.
 func prepare(raw []byte, env envelope, now time.Time) (*queue.Message, *smtp.SMTPError) {
@@ -39,19 +68,19 @@ func prepare(raw []byte, env envelope, now time.Time) (*queue.Message, *smtp.SMT
 		return nil, reply.MalformedHeader.Format(err.Error())
 	}
 	body := raw[len(raw)-rd.Len()-br.Buffered():]
-	acc := env.account
+	snd := env.sender
 	qid := queue.NewID(now)
 
 	if from := h.Get("From"); from == "" {
-		h.Set("From", (&mail.Address{Name: acc.DisplayName, Address: acc.Address}).String())
+		h.Set("From", (&mail.Address{Name: snd.displayName, Address: snd.address}).String())
 	} else {
 		list, err := addressParser.ParseList(from)
 		if err != nil {
 			return nil, reply.MalformedHeader.Format("From: " + err.Error())
 		}
 		for _, a := range list {
-			if !acc.SendsAs(a.Address) {
-				return nil, reply.HeaderFromDenied.Format(acc.Address, a.Address)
+			if !snd.sendsAs(a.Address) {
+				return nil, reply.HeaderFromDenied.Format(snd.address, a.Address)
 			}
 		}
 	}
@@ -64,8 +93,8 @@ func prepare(raw []byte, env envelope, now time.Time) (*queue.Message, *smtp.SMT
 		h.Set("Date", now.Format(time.RFC1123Z))
 	}
 	// A Reply-To the application set is kept; the account's is a default.
-	if acc.ReplyTo != "" && !h.Has("Reply-To") {
-		h.Set("Reply-To", acc.ReplyTo)
+	if snd.replyTo != "" && !h.Has("Reply-To") {
+		h.Set("Reply-To", snd.replyTo)
 	}
 	h.Add("Received", receivedHeader(env, qid, now))
 
@@ -82,8 +111,9 @@ func prepare(raw []byte, env envelope, now time.Time) (*queue.Message, *smtp.SMT
 	}
 	return &queue.Message{
 		QueueID:    qid,
-		TenantID:   acc.TenantID,
-		AccountID:  acc.ID,
+		TenantID:   snd.tenantID,
+		AccountID:  snd.accountID,
+		MailboxID:  snd.mailboxID,
 		Sender:     env.from,
 		Recipients: append([]string(nil), env.rcpts...),
 		MessageID:  msgID,

@@ -8,13 +8,11 @@ import (
 	"time"
 
 	"github.com/emersion/go-message/textproto"
-
-	"hve/internal/directory"
 )
 
 var fuzzEnv = envelope{
-	account: &directory.Account{ID: 7, TenantID: 1, Address: "app@contoso.test", Aliases: []string{"alerts@contoso.test"},
-		DisplayName: "App", ReplyTo: "team@contoso.test"},
+	sender: &sender{accountID: 7, tenantID: 1, address: "app@contoso.test", aliases: []string{"alerts@contoso.test"},
+		displayName: "App", replyTo: "team@contoso.test"},
 	from:     "app@contoso.test",
 	rcpts:    []string{"alice@contoso.test"},
 	helo:     "client.example",
@@ -61,7 +59,7 @@ func FuzzPrepare(f *testing.F) {
 			t.Fatalf("accepted message has From %q (%v)", h.Get("From"), err)
 		}
 		for _, a := range from {
-			if !fuzzEnv.account.SendsAs(a.Address) {
+			if !fuzzEnv.sender.sendsAs(a.Address) {
 				t.Fatalf("accepted a From of %s", a.Address)
 			}
 		}

@@ -3,17 +3,21 @@ package smtpd
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"hve/internal/access"
 	"hve/internal/directory"
-	"hve/internal/password"
+	"hve/internal/limits"
 	"hve/internal/reply"
 	"hve/internal/store"
 	"hve/internal/trace"
@@ -23,22 +27,49 @@ import (
 type session struct {
 	e        *Endpoint
 	conn     *smtp.Conn
-	clientIP string
+	clientIP netip.Addr
+	ip       string // clientIP as trace and Received headers show it
 	log      *slog.Logger
 
-	account *directory.Account // nil until AUTH succeeds
+	// Set when the sign-in succeeds; nil until then.
+	id     *access.Identity
+	sender *sender
+	// key is the identity in the endpoint's registry (guarded by e.mu).
+	key identityKey
 
 	// The transaction in progress.
 	from  string
 	rcpts []string
+
+	// mu guards what Logout releases, and the sign-in that takes it:
+	// Logout may come from another goroutine (an admin revoking the
+	// session, or the server closing) while a command runs.
+	mu        sync.Mutex
+	slot      limits.Slot          // the mailbox's connection slot
+	held      []limits.Reservation // recipients reserved for the transaction
+	loggedOut bool
 }
 
 func (e *Endpoint) newSession(c *smtp.Conn) (smtp.Session, error) {
-	ip := c.Conn().RemoteAddr().String()
-	if host, _, err := net.SplitHostPort(ip); err == nil {
-		ip = host
+	ip := remoteIP(c.Conn().RemoteAddr())
+	shown := ip.String()
+	if !ip.IsValid() {
+		shown = c.Conn().RemoteAddr().String()
 	}
-	return &session{e: e, conn: c, clientIP: ip, log: e.log.With("client_ip", ip)}, nil
+	return &session{e: e, conn: c, clientIP: ip, ip: shown,
+		log: e.log.With("endpoint", string(e.cfg.Endpoint), "client_ip", shown)}, nil
+}
+
+// remoteIP is the client's address; IPv4-mapped IPv6 addresses are
+// unmapped, so that IPv4 networks match them.
+func remoteIP(a net.Addr) netip.Addr {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.AddrPort().Addr().Unmap()
+	}
+	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+		return ap.Addr().Unmap()
+	}
+	return netip.Addr{}
 }
 
 func (s *session) tls() bool {
@@ -51,80 +82,131 @@ func (s *session) ctx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(s.e.ctx, 30*time.Second)
 }
 
+// client reports whether this is the standard client endpoint.
+func (s *session) client() bool { return s.e.cfg.Endpoint == directory.EndpointClient }
+
 // AuthMechanisms offers nothing before STARTTLS, so EHLO lists AUTH only on
 // an encrypted connection.
 func (s *session) AuthMechanisms() []string {
 	if !s.tls() {
 		return nil
 	}
-	return []string{sasl.Plain, sasl.Login}
+	return []string{sasl.Login, sasl.Plain, mechXOAUTH2, mechOAUTHBEARER}
 }
 
-// Auth starts a SASL exchange.
+// Auth starts a SASL exchange. Mechanism names are case-insensitive.
 func (s *session) Auth(mech string) (sasl.Server, error) {
 	if !s.tls() {
 		return nil, reply.MustStartTLS.Err()
 	}
-	switch strings.ToUpper(mech) {
+	switch mech = strings.ToUpper(mech); mech {
 	case sasl.Plain:
 		return sasl.NewPlainServer(func(identity, username, pw string) error {
 			if identity != "" && !strings.EqualFold(identity, username) {
 				s.log.Info("sign-in refused", "user", username, "reason", "PLAIN authorization identity differs from the username")
 				return reply.AuthFailed.Err()
 			}
-			return s.login(username, pw)
+			return s.signIn(access.Basic, mech, username, pw)
 		}), nil
 	case sasl.Login:
-		return newLoginServer(s.login), nil
+		return newLoginServer(func(username, pw string) error {
+			return s.signIn(access.Basic, mech, username, pw)
+		}), nil
+	case mechXOAUTH2:
+		return newOAuthServer(mech, parseXOAUTH2, func(user, token string) error {
+			return s.signIn(access.OAuth, mech, user, token)
+		}), nil
+	case mechOAUTHBEARER:
+		return newOAuthServer(mech, parseOAUTHBEARER, func(user, token string) error {
+			return s.signIn(access.OAuth, mech, user, token)
+		}), nil
 	}
 	return nil, reply.UnsupportedMechanism.Err()
 }
 
-// dummyHash is verified against when there is no account, so that a wrong
-// username takes as long as a wrong password (no account enumeration by timing).
-var dummyHash, _ = password.Hash("hve-dummy-password-for-constant-time")
-
-// login checks basic-auth credentials and signs the session in.
-func (s *session) login(username, pw string) error {
+// signIn asks the Authenticator, and on success takes the mailbox's
+// connection slot (client endpoint) and registers the session.
+func (s *session) signIn(method access.Method, mech, username, secret string) error {
 	ctx, cancel := s.ctx()
 	defer cancel()
-	refuse := func(r *reply.Reply, why string) error {
-		s.log.Info("sign-in refused", "user", username, "reason", why, "reply", r.Name)
-		return r.Err()
+	a := access.Attempt{Endpoint: s.e.cfg.Endpoint, Method: method, Username: username, ClientIP: s.clientIP}
+	if method == access.OAuth {
+		a.Token = secret
+	} else {
+		a.Password = secret
 	}
-	addr, err := directory.NormalizeAddress(username)
+	res := s.e.auth.Check(ctx, a)
+	if !res.OK() {
+		s.log.Info("sign-in refused", "user", username, "mechanism", mech, "reason", res.Reason, "reply", reply.Line(res.Reply))
+		return res.Reply
+	}
+	snd, key, err := s.e.senderOf(res.Identity)
 	if err != nil {
-		password.Verify(dummyHash, pw)
-		return refuse(reply.AuthFailed, "username is not an address")
+		// The Authenticator let through an identity this endpoint cannot
+		// serve: a bug, refused as a failed sign-in.
+		s.log.Error("sign-in: unusable identity", "user", username, "err", err)
+		return reply.AuthFailed.Err()
 	}
-	acc, err := s.e.dir.AccountByAddress(ctx, addr)
-	if errors.Is(err, store.ErrNotFound) {
-		if mb, err := s.e.dir.MailboxByAddress(ctx, addr); err == nil && mb.PasswordHash != "" {
-			if password.Verify(mb.PasswordHash, pw) == nil {
-				return refuse(reply.MailboxOnHVEEndpoint, "a mailbox signed in on the HVE endpoint")
-			}
-			return refuse(reply.AuthFailed, "wrong password for a mailbox")
+	var slot limits.Slot
+	if s.e.connections != nil {
+		slot, err = s.e.connections.Acquire(ctx, limitKey(snd))
+		if errors.Is(err, limits.ErrExceeded) {
+			s.log.Info("sign-in refused", "user", username, "mechanism", mech, "reason", "too many connections", "reply", reply.ClientConcurrency.Name)
+			return reply.ClientConcurrency.Format(s.e.cfg.MaxConnections)
 		}
-		password.Verify(dummyHash, pw)
-		return refuse(reply.AuthFailed, "no HVE account has this address")
+		if err != nil {
+			s.log.Error("sign-in: connection limit unavailable", "user", username, "err", err)
+			return reply.AuthTemporaryFailure.Err()
+		}
 	}
-	if err != nil {
-		s.log.Error("sign-in: directory lookup failed", "user", addr, "err", err)
+	// Under s.mu, so that a Logout from another goroutine comes either
+	// before (and nothing is registered or held) or after (and it
+	// unregisters and releases).
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.loggedOut {
+		if slot != nil {
+			slot.Release(ctx)
+		}
 		return reply.AuthTemporaryFailure.Err()
 	}
-	if err := password.Verify(acc.PasswordHash, pw); err != nil {
-		if !errors.Is(err, password.ErrMismatch) {
-			s.log.Error("sign-in: stored password hash is unusable", "user", addr, "err", err)
-		}
-		return refuse(reply.AuthFailed, "wrong password")
-	}
-	if !acc.Enabled {
-		return refuse(reply.AccountLocked, "account is disabled")
-	}
-	s.account = &acc
-	s.log = s.log.With("account", acc.Address)
-	s.log.Info("signed in", "mechanism", "basic")
+	s.slot = slot
+	s.id, s.sender = res.Identity, snd
+	s.log = s.log.With("user", snd.address)
+	s.e.register(s, key)
+	s.log.Info("signed in", "mechanism", mech, "app", res.Identity.App)
 	return nil
+}
+
+// senderOf checks that the identity belongs on this endpoint and returns
+// it as a sender and a registry key.
+func (e *Endpoint) senderOf(id *access.Identity) (*sender, identityKey, error) {
+	switch {
+	case id == nil:
+		return nil, identityKey{}, errors.New("no identity")
+	case e.cfg.Endpoint == directory.EndpointHVE && id.Account != nil:
+		a := id.Account
+		return &sender{tenantID: a.TenantID, accountID: a.ID, displayName: a.DisplayName, address: a.Address,
+				aliases: a.Aliases, replyTo: a.ReplyTo},
+			identityKey{tenantID: a.TenantID, kind: directory.KindAccount, id: a.ID}, nil
+	case e.cfg.Endpoint == directory.EndpointClient && id.Mailbox != nil:
+		m := id.Mailbox
+		return &sender{tenantID: m.TenantID, mailboxID: m.ID, displayName: m.DisplayName, address: m.Address, aliases: m.Aliases},
+			identityKey{tenantID: m.TenantID, kind: directory.KindMailbox, id: m.ID}, nil
+	}
+	return nil, identityKey{}, fmt.Errorf("a %s identity cannot use the %s endpoint", id.Kind, e.cfg.Endpoint)
+}
+
+// limitKey names the sender in the per-mailbox counters.
+func limitKey(snd *sender) string {
+	return fmt.Sprintf("tenant/%d/mailbox/%d", snd.tenantID, snd.mailboxID)
+}
+
+// revoke ends the session on an admin's request.
+func (s *session) revoke() {
+	s.log.Info("session revoked")
+	r := reply.SessionRevoked
+	s.conn.CloseWithResponse(r.Code, r.Enhanced, r.Text)
 }
 
 // Mail starts a transaction.
@@ -135,24 +217,25 @@ func (s *session) Mail(from string, _ *smtp.MailOptions) error {
 	if !s.tls() {
 		return reply.MustStartTLS.Err()
 	}
-	if s.account == nil {
+	if s.sender == nil {
 		return reply.NotAuthenticated.Err()
 	}
-	if from == "" { // the null sender is for bounces, never an account's
+	if from == "" { // the null sender is for bounces, never an identity's
 		return s.refuse("", reply.SenderDenied.Err())
 	}
 	addr, err := directory.NormalizeAddress(from)
 	if err != nil {
 		return s.refuse("", reply.InvalidAddress.Format(from))
 	}
-	if !s.account.SendsAs(addr) {
+	if !s.sender.sendsAs(addr) {
 		return s.refuse("", reply.SenderDenied.Err())
 	}
 	s.from = addr
 	return nil
 }
 
-// Rcpt adds a recipient if it is inside the organisation and exists.
+// Rcpt adds a recipient if it is inside the organisation, exists and, on
+// the client endpoint, fits the mailbox's recipient quota.
 func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	addr, err := directory.NormalizeAddress(to)
 	if err != nil {
@@ -169,7 +252,10 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	ctx, cancel := s.ctx()
 	defer cancel()
 	dom, err := s.e.dir.DomainByName(ctx, directory.DomainOf(addr))
-	if errors.Is(err, store.ErrNotFound) || err == nil && dom.TenantID != s.account.TenantID {
+	if errors.Is(err, store.ErrNotFound) || err == nil && dom.TenantID != s.sender.tenantID {
+		if s.client() {
+			return s.refuse(addr, reply.MailboxRelayDenied.Err())
+		}
 		return s.refuse(addr, reply.ExternalRecipient.Err())
 	}
 	if err != nil {
@@ -190,7 +276,38 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		s.log.Error("rcpt: address lookup failed", "rcpt", addr, "err", err)
 		return reply.StorageUnavailable.Err()
 	}
+	if s.e.recipients != nil {
+		if rerr := s.reserveRecipient(ctx, addr); rerr != nil {
+			return rerr
+		}
+	}
 	s.rcpts = append(s.rcpts, addr)
+	return nil
+}
+
+// reserveRecipient holds one unit of the mailbox's daily recipient quota
+// until the message is queued (committed) or dropped (released).
+func (s *session) reserveRecipient(ctx context.Context, addr string) *smtp.SMTPError {
+	r, err := s.e.recipients.Reserve(ctx, limitKey(s.sender), 1)
+	var exceeded *limits.ExceededError
+	if errors.As(err, &exceeded) {
+		frees := "later"
+		if !exceeded.FreesAt.IsZero() {
+			frees = exceeded.FreesAt.UTC().Format("2006-01-02 15:04 UTC")
+		}
+		return s.refuse(addr, reply.MailboxRecipientQuota.Format(s.e.cfg.RecipientsPerDay, s.sender.address, frees))
+	}
+	if err != nil {
+		s.log.Error("rcpt: recipient quota unavailable", "rcpt", addr, "err", err)
+		return reply.StorageUnavailable.Err()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.loggedOut { // revoked meanwhile: give it back at once
+		r.Release(ctx)
+		return reply.StorageUnavailable.Err()
+	}
+	s.held = append(s.held, r)
 	return nil
 }
 
@@ -203,22 +320,38 @@ func (s *session) Data(r io.Reader) error {
 	if err != nil {
 		return err // the connection broke; go-smtp ends the session
 	}
+	now := s.e.cfg.Clock().UTC()
 	msg, rerr := prepare(raw, envelope{
-		account: s.account, from: s.from, rcpts: s.rcpts,
-		helo: s.conn.Hostname(), clientIP: s.clientIP, hostname: s.e.cfg.Hostname,
-	}, time.Now().UTC())
+		sender: s.sender, from: s.from, rcpts: s.rcpts,
+		helo: s.conn.Hostname(), clientIP: s.ip, hostname: s.e.cfg.Hostname,
+	}, now)
 	if rerr != nil {
 		return s.refuse(strings.Join(s.rcpts, ","), rerr)
 	}
 	ctx, cancel := s.ctx()
 	defer cancel()
+	detail := "accepted from " + s.ip + " (" + s.sender.address + ")"
+	if s.e.pacer != nil {
+		// Over the mailbox's message rate, the message is accepted and its
+		// delivery paced. (A message that then fails to queue has used its
+		// place in the pace: a small delay for the next, never an excess.)
+		at, err := s.e.pacer.Pace(ctx, limitKey(s.sender))
+		if err != nil {
+			s.log.Error("message pacing unavailable", "err", err)
+			return reply.StorageUnavailable.Err()
+		}
+		if !at.IsZero() {
+			msg.NotBefore = at.UTC()
+			detail += fmt.Sprintf("; paced: delivery from %s (over %d messages a minute)",
+				msg.NotBefore.Format("2006-01-02 15:04:05 UTC"), s.e.cfg.MessagesPerMinute)
+		}
+	}
 	events := make([]trace.Event, len(msg.Recipients))
 	for i, rcpt := range msg.Recipients {
 		events[i] = trace.Event{
 			TenantID: msg.TenantID, Time: msg.ReceivedAt, QueueID: msg.QueueID, MessageID: msg.MessageID,
 			Sender: msg.Sender, Recipient: rcpt, Event: trace.EventReceived, Status: trace.StatusPending,
-			Detail:   "accepted from " + s.clientIP + " (" + s.account.Address + ")",
-			ClientIP: s.clientIP, Subject: msg.Subject, Size: msg.Size,
+			Detail: detail, ClientIP: s.ip, Subject: msg.Subject, Size: msg.Size,
 		}
 	}
 	if err := s.e.spool.Submit(ctx, msg, events); err != nil {
@@ -228,21 +361,49 @@ func (s *session) Data(r io.Reader) error {
 		}
 		return reply.StorageUnavailable.Err()
 	}
-	s.log.Info("message queued", "queue_id", msg.QueueID, "message_id", msg.MessageID, "recipients", len(msg.Recipients), "size", msg.Size)
+	s.commitRecipients(ctx)
+	s.log.Info("message queued", "queue_id", msg.QueueID, "message_id", msg.MessageID, "recipients", len(msg.Recipients),
+		"size", msg.Size, "not_before", msg.NotBefore)
 	// go-smtp sends an error's code and text as the reply, so a 250 with
 	// hve's own text (naming the queue id) travels as an "error".
 	return reply.Accepted.Format(msg.QueueID)
+}
+
+// commitRecipients counts the queued message's recipients in the quota.
+func (s *session) commitRecipients(ctx context.Context) {
+	s.mu.Lock()
+	held := s.held
+	s.held = nil
+	s.mu.Unlock()
+	for _, r := range held {
+		if err := r.Commit(ctx); err != nil {
+			s.log.Error("recipient quota: commit failed", "err", err)
+		}
+	}
+}
+
+// releaseRecipients gives back the recipients of a dropped transaction.
+func (s *session) releaseRecipients() {
+	s.mu.Lock()
+	held := s.held
+	s.held = nil
+	s.mu.Unlock()
+	for _, r := range held {
+		if err := r.Release(context.Background()); err != nil {
+			s.log.Error("recipient quota: release failed", "err", err)
+		}
+	}
 }
 
 // refuse records a submission refusal in trace and returns the reply.
 func (s *session) refuse(rcpt string, e *smtp.SMTPError) *smtp.SMTPError {
 	line := reply.Line(e)
 	s.log.Info("submission refused", "from", s.from, "rcpt", rcpt, "reply", line)
-	if s.account != nil {
+	if s.sender != nil {
 		s.e.trace.Record(trace.Event{
-			TenantID: s.account.TenantID, Time: time.Now().UTC(), Sender: s.account.Address,
+			TenantID: s.sender.tenantID, Time: s.e.cfg.Clock().UTC(), Sender: s.sender.address,
 			Recipient: rcpt, Event: trace.EventRejected, Status: trace.StatusRejected,
-			Detail: line, ClientIP: s.clientIP,
+			Detail: line, ClientIP: s.ip,
 		})
 	}
 	return e
@@ -252,7 +413,24 @@ func (s *session) refuse(rcpt string, e *smtp.SMTPError) *smtp.SMTPError {
 func (s *session) Reset() {
 	s.from = ""
 	s.rcpts = nil
+	s.releaseRecipients()
 }
 
-// Logout ends the session.
-func (s *session) Logout() error { return nil }
+// Logout ends the session: it leaves the registry and gives back what it
+// held. go-smtp calls it once per session, from the serving goroutine or
+// from the one closing the connection.
+func (s *session) Logout() error {
+	s.mu.Lock()
+	s.loggedOut = true
+	slot := s.slot
+	s.slot = nil
+	s.mu.Unlock()
+	s.e.unregister(s)
+	s.releaseRecipients()
+	if slot != nil {
+		if err := slot.Release(context.Background()); err != nil {
+			s.log.Error("connection limit: release failed", "err", err)
+		}
+	}
+	return nil
+}

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"hve/internal/access"
 	"hve/internal/directory"
 	"hve/internal/password"
 	"hve/internal/queue"
@@ -31,9 +32,11 @@ import (
 )
 
 const (
-	appAddr = "app@contoso.test"
-	appPW   = "app-password"
-	alice   = "alice@contoso.test"
+	appAddr    = "app@contoso.test"
+	appPW      = "app-password" // the mailbox shared has it too
+	sharedAddr = "shared@contoso.test"
+	alice      = "alice@contoso.test"
+	bob        = "bob@contoso.test"
 )
 
 var errDisk = errors.New("disk I/O error")
@@ -70,9 +73,15 @@ func (w *flakyWriter) Enqueue(ctx context.Context, msgs []*queue.Message, events
 	return w.st.Enqueue(ctx, msgs, events)
 }
 
+// fullDirectory is what the endpoint and its sign-in checks read.
+type fullDirectory interface {
+	smtpd.Directory
+	access.Directory
+}
+
 // brokenDirectory fails the lookups that are switched on.
 type brokenDirectory struct {
-	smtpd.Directory
+	fullDirectory
 	account, domain, lookup bool
 }
 
@@ -80,21 +89,21 @@ func (d brokenDirectory) AccountByAddress(ctx context.Context, a string) (direct
 	if d.account {
 		return directory.Account{}, errDisk
 	}
-	return d.Directory.AccountByAddress(ctx, a)
+	return d.fullDirectory.AccountByAddress(ctx, a)
 }
 
 func (d brokenDirectory) DomainByName(ctx context.Context, name string) (directory.Domain, error) {
 	if d.domain {
 		return directory.Domain{}, errDisk
 	}
-	return d.Directory.DomainByName(ctx, name)
+	return d.fullDirectory.DomainByName(ctx, name)
 }
 
 func (d brokenDirectory) Lookup(ctx context.Context, a string) (directory.Entry, error) {
 	if d.lookup {
 		return directory.Entry{}, errDisk
 	}
-	return d.Directory.Lookup(ctx, a)
+	return d.fullDirectory.Lookup(ctx, a)
 }
 
 type recorder struct {
@@ -110,16 +119,24 @@ func (r *recorder) Record(e trace.Event) {
 
 // fixture is an endpoint on a loopback port over a seeded SQLite store.
 type fixture struct {
-	t      *testing.T
-	st     *sqlite.Store
-	tenant int64
-	writer *flakyWriter
-	addr   string
+	t        *testing.T
+	st       *sqlite.Store
+	tenant   int64
+	mailbox  directory.Mailbox // shared, the mailbox with a password
+	writer   *flakyWriter
+	addr     string
+	endpoint *smtpd.Endpoint
 }
 
-// newFixture starts an endpoint; wrap, if not nil, replaces the directory
-// the endpoint sees.
-func newFixture(t *testing.T, wrap func(smtpd.Directory) smtpd.Directory) *fixture {
+// newFixture starts an HVE endpoint; wrap, if not nil, replaces the
+// directory the endpoint and its sign-in checks see.
+func newFixture(t *testing.T, wrap func(fullDirectory) fullDirectory) *fixture {
+	return newFixtureWith(t, smtpd.Config{}, wrap)
+}
+
+// newFixtureWith starts an endpoint configured by cfg (Hostname and TLS
+// are filled in).
+func newFixtureWith(t *testing.T, cfg smtpd.Config, wrap func(fullDirectory) fullDirectory) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	dataDir := t.TempDir()
@@ -142,6 +159,13 @@ func newFixture(t *testing.T, wrap func(smtpd.Directory) smtpd.Directory) *fixtu
 	if _, err := st.CreateMailbox(ctx, directory.Mailbox{TenantID: ten.ID, Name: "alice", Address: alice}); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := st.CreateMailbox(ctx, directory.Mailbox{TenantID: ten.ID, Name: "bob", Address: bob}); err != nil {
+		t.Fatal(err)
+	}
+	shared, err := st.CreateMailbox(ctx, directory.Mailbox{TenantID: ten.ID, Name: "shared", DisplayName: "Shared", Address: sharedAddr, PasswordHash: hash})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := st.CreateAccount(ctx, directory.Account{TenantID: ten.ID, Name: "app", Address: appAddr, PasswordHash: hash, Enabled: true}); err != nil {
 		t.Fatal(err)
 	}
@@ -153,11 +177,14 @@ func newFixture(t *testing.T, wrap func(smtpd.Directory) smtpd.Directory) *fixtu
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	w := &flakyWriter{st: st}
 	spool := queue.NewSpool(w, nil, log)
-	var dir smtpd.Directory = st
+	var dir fullDirectory = st
 	if wrap != nil {
 		dir = wrap(st)
 	}
-	e := smtpd.New(context.Background(), smtpd.Config{Hostname: "hve.test", TLS: tlsCfg}, dir, spool, &recorder{}, log)
+	rec := &recorder{}
+	auth := access.New(dir, nil, rec, access.Config{}, log)
+	cfg.Hostname, cfg.TLS = "hve.test", tlsCfg
+	e := smtpd.New(context.Background(), cfg, dir, auth, spool, rec, log)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -167,7 +194,7 @@ func newFixture(t *testing.T, wrap func(smtpd.Directory) smtpd.Directory) *fixtu
 		e.Close()
 		spool.Close()
 	})
-	return &fixture{t: t, st: st, tenant: ten.ID, writer: w, addr: l.Addr().String()}
+	return &fixture{t: t, st: st, tenant: ten.ID, mailbox: shared, writer: w, addr: l.Addr().String(), endpoint: e}
 }
 
 // client is a minimal raw SMTP client that shows replies as sent.
@@ -299,7 +326,7 @@ func TestStorageFull(t *testing.T) {
 }
 
 func TestDirectoryFailureAtAuth(t *testing.T) {
-	f := newFixture(t, func(d smtpd.Directory) smtpd.Directory { return brokenDirectory{Directory: d, account: true} })
+	f := newFixture(t, func(d fullDirectory) fullDirectory { return brokenDirectory{fullDirectory: d, account: true} })
 	c := f.dial()
 	code, text := c.cmd("AUTH PLAIN " + base64.StdEncoding.EncodeToString([]byte("\x00"+appAddr+"\x00"+appPW)))
 	// A temporary failure, not 535: the client must retry, not give up on
@@ -310,7 +337,7 @@ func TestDirectoryFailureAtAuth(t *testing.T) {
 
 func TestDirectoryFailureAtRcpt(t *testing.T) {
 	for _, broken := range []brokenDirectory{{domain: true}, {lookup: true}} {
-		f := newFixture(t, func(d smtpd.Directory) smtpd.Directory { broken.Directory = d; return broken })
+		f := newFixture(t, func(d fullDirectory) fullDirectory { broken.fullDirectory = d; return broken })
 		c := f.dial()
 		c.signIn()
 		c.want(c.cmd("MAIL FROM:<"+appAddr+">"))(250, "2.0.0")

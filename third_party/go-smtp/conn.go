@@ -35,6 +35,12 @@ type Conn struct {
 	locker     sync.Mutex
 	binarymime bool
 
+	// hve patch: writeMu serializes replies, so that CloseWithResponse
+	// can write from another goroutine; closing drops the replies that
+	// come after its last one.
+	writeMu sync.Mutex
+	closing bool
+
 	lineLimitReader *lineLimitReader
 	bdatPipe        *io.PipeWriter
 	bdatStatus      *statusCollector // used for BDAT on LMTP
@@ -164,6 +170,28 @@ func (c *Conn) setSession(session Session) {
 	c.locker.Lock()
 	defer c.locker.Unlock()
 	c.session = session
+}
+
+// closeWriteTimeout bounds the last reply of CloseWithResponse, so that a
+// client that does not read cannot hold up the caller.
+const closeWriteTimeout = 5 * time.Second
+
+// CloseWithResponse writes a last reply and closes the connection (and
+// logs the session out). Unlike the other methods of Conn it may be called
+// from any goroutine while the connection is being served: it is how a
+// server ends a session from outside, for example when an administrator
+// revokes it. Replies the serving goroutine would write afterwards are
+// dropped, so the client reads this reply last.
+// hve patch.
+func (c *Conn) CloseWithResponse(code int, enhCode EnhancedCode, text string) error {
+	c.writeMu.Lock()
+	if !c.closing {
+		c.closing = true
+		c.conn.SetWriteDeadline(time.Now().Add(closeWriteTimeout))
+		c.printResponse(code, enhCode, text)
+	}
+	c.writeMu.Unlock()
+	return c.Close()
 }
 
 func (c *Conn) Close() error {
@@ -844,7 +872,7 @@ func (c *Conn) handleAuth(arg string) {
 		var err error
 		ir, err = decodeSASLResponse(parts[1])
 		if err != nil {
-			c.writeResponse(454, EnhancedCode{4, 7, 0}, "Invalid base64 data")
+			c.invalidSASLResponse(mechanism)
 			return
 		}
 	}
@@ -886,13 +914,26 @@ func (c *Conn) handleAuth(arg string) {
 
 		response, err = decodeSASLResponse(encoded)
 		if err != nil {
-			c.writeResponse(454, EnhancedCode{4, 7, 0}, "Invalid base64 data")
+			c.invalidSASLResponse(mechanism)
 			return
 		}
 	}
 
 	c.writeResponse(235, EnhancedCode{2, 0, 0}, "Authentication succeeded")
 	c.didAuth = true
+}
+
+// invalidSASLResponse answers a SASL response that is not valid base64.
+// hve patch: the server's InvalidSASLResponse hook may choose the reply
+// (hve gives XOAUTH2 and OAUTHBEARER their own 501 5.5.120).
+func (c *Conn) invalidSASLResponse(mechanism string) {
+	if c.server.InvalidSASLResponse != nil {
+		if e := c.server.InvalidSASLResponse(c, mechanism); e != nil {
+			c.writeError(454, EnhancedCode{4, 7, 0}, e)
+			return
+		}
+	}
+	c.writeResponse(454, EnhancedCode{4, 7, 0}, "Invalid base64 data")
 }
 
 func decodeSASLResponse(s string) ([]byte, error) {
@@ -937,8 +978,11 @@ func (c *Conn) handleStartTLS() {
 		return
 	}
 
+	// hve patch: under writeMu, as CloseWithResponse may write meanwhile.
+	c.writeMu.Lock()
 	c.conn = tlsConn
 	c.init()
+	c.writeMu.Unlock()
 
 	// Reset all state and close the previous Session.
 	// This is different from just calling reset() since we want the Backend to
@@ -1293,11 +1337,20 @@ func (c *Conn) greet() {
 }
 
 func (c *Conn) writeResponse(code int, enhCode EnhancedCode, text ...string) {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	if c.closing {
+		return
+	}
 	// TODO: error handling
 	if c.server.WriteTimeout != 0 {
 		c.conn.SetWriteDeadline(time.Now().Add(c.server.WriteTimeout))
 	}
+	c.printResponse(code, enhCode, text...)
+}
 
+// printResponse writes one reply; c.writeMu is held.
+func (c *Conn) printResponse(code int, enhCode EnhancedCode, text ...string) {
 	// All responses must include an enhanced code, if it is missing - use
 	// a generic code X.0.0.
 	if enhCode == EnhancedCodeNotSet {

@@ -46,6 +46,13 @@ type Server struct {
 	ReadTimeout       time.Duration
 	WriteTimeout      time.Duration
 
+	// InvalidSASLResponse, when set, is called when an AUTH response (the
+	// initial one or a later one) is not valid base64, with the mechanism
+	// name in upper case, and returns the reply to give; nil keeps the
+	// default "454 4.7.0 Invalid base64 data".
+	// hve patch: upstream hard-codes this reply.
+	InvalidSASLResponse func(c *Conn, mechanism string) *SMTPError
+
 	// Advertise SMTPUTF8 (RFC 6531) capability.
 	// Should be used only if backend supports it.
 	EnableSMTPUTF8 bool
