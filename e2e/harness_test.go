@@ -118,12 +118,12 @@ type proc struct {
 	config  string
 	logPath string
 
-	mu        sync.Mutex
+	mu         sync.Mutex
 	smtpAddr   string // host:port of the HVE endpoint
 	clientAddr string // host:port of the standard client endpoint
 	adminAddr  string // host:port of the admin API
-	cmd       *exec.Cmd
-	exited    chan struct{}
+	cmd        *exec.Cmd
+	exited     chan struct{}
 }
 
 // with returns the same server for a subtest, reporting failures to t.
