@@ -941,6 +941,13 @@ func TestCheckDiagnoseOAuth(t *testing.T) {
 	if !res.OK() || step(res, checkAllowedApps).Verdict != Skipped {
 		t.Errorf("no app: %s; steps:%s", replyName(res.Reply), stepsString(res.Steps))
 	}
+	// Without an app and with an empty allowed list, no token can sign in.
+	f.updateAccount(func(a *directory.Account) { a.AllowedApps = nil })
+	res = diag("app@acme.example", "", directory.EndpointHVE)
+	if s := step(res, checkAllowedApps); s.Verdict != Fail || !isReply(res.Reply, reply.AppNotAllowed) || s.Fix != "hve account allow-app app@acme.example APP" {
+		t.Errorf("no app, empty allowed list: %s, step %+v", replyName(res.Reply), s)
+	}
+	f.updateAccount(func(a *directory.Account) { a.AllowedApps = []string{appID} })
 	// Revocation shows in the token step.
 	f.updateAccount(func(a *directory.Account) { a.TokensValidFrom = t0 })
 	res = diag("app@acme.example", appID, directory.EndpointHVE)

@@ -690,8 +690,16 @@ func (r *run) checkAllowedApps() bool {
 		r.skip(checkAllowedApps, "mailboxes have no allowed apps list")
 		return true
 	}
+	if r.appID == "" && len(r.account.AllowedApps) == 0 {
+		// Only a diagnose gets here without an app: with an empty list no
+		// token at all can sign in as this account.
+		why := "the account's allowed apps list is empty, so no app's token can sign in as it"
+		return !r.fail(checkAllowedApps, why,
+			fmt.Sprintf("hve account allow-app %s APP", shellQuote(r.account.Address)),
+			reply.AppNotAllowed, nil, why)
+	}
 	if r.appID == "" {
-		r.skip(checkAllowedApps, fmt.Sprintf("no app to check; allowed: %s", listOrNone(r.account.AllowedApps)))
+		r.skip(checkAllowedApps, fmt.Sprintf("no app given (--app) to check; allowed: %s", listOrNone(r.account.AllowedApps)))
 		return true
 	}
 	for _, app := range r.account.AllowedApps {
