@@ -51,7 +51,7 @@ go build -o "$HVE" ./cmd/hve
 start_server() {
 	local dir=$1
 	mkdir -p "$dir"
-	"$HVE" serve --demo --data "$dir" --smtp-addr 127.0.0.1:0 --admin-addr 127.0.0.1:0 \
+	"$HVE" serve --demo --data "$dir" --smtp-addr 127.0.0.1:0 --admin-addr 127.0.0.1:0 --client-addr off \
 		>"$dir/serve.out" 2>"$dir/serve.log" &
 	SERVER_PID=$!
 	for _ in $(seq 100); do
@@ -89,6 +89,7 @@ WORKLOADS=(
 	"W2|--rcpts 10 --size 1024"
 	"W3|--rcpts 1 --size 102400"
 	"W4|--rcpts 1 --size 1024 --reconnect-per-message"
+	"W4o|--rcpts 1 --size 1024 --reconnect-per-message --oauth"
 )
 SELECTED=("$@")
 
@@ -101,9 +102,22 @@ for w in "${WORKLOADS[@]}"; do
 		continue
 	fi
 	start_server "$WORK/data-$name"
+	auth=(--auth "hr-notify@contoso.test:$PASSWORD")
+	if [[ $flags == *--oauth* ]]; then
+		# W4o: sign in with XOAUTH2 and a token of hve's own token service.
+		flags=${flags/ --oauth/}
+		app=$("$HVE" app create --server "$ADMIN" --data "$WORK/data-$name" --name bench --json)
+		app_id=$(sed -n 's/.*"app_id": *"\([^"]*\)".*/\1/p' <<<"$app")
+		secret=$(sed -n 's/.*"secret": *"\([^"]*\)".*/\1/p' <<<"$app")
+		"$HVE" app grant --server "$ADMIN" --data "$WORK/data-$name" "$app_id" Mail.Send >/dev/null
+		"$HVE" account allow-app --server "$ADMIN" --data "$WORK/data-$name" hr-notify@contoso.test "$app_id" >/dev/null
+		token=$(curl -s "$ADMIN/oauth2/token" -d grant_type=client_credentials -d "client_id=$app_id" \
+			--data-urlencode "client_secret=$secret" | sed -n 's/.*"access_token": *"\([^"]*\)".*/\1/p')
+		auth=(--xoauth2 "hr-notify@contoso.test:$token")
+	fi
 	for run in $(seq "$RUNS"); do
 		# shellcheck disable=SC2086 # flags are meant to split
-		line=$("$HVE" bench --addr "$SMTP" --auth "hr-notify@contoso.test:$PASSWORD" --rcpt-list "$RCPTS" \
+		line=$("$HVE" bench --addr "$SMTP" "${auth[@]}" --rcpt-list "$RCPTS" \
 			--conns "$CONNS" --msgs "$MSGS" --duration "$DURATION" $flags)
 		echo "$name run $run: $line"
 		echo "$name $line" >>"$RESULTS"

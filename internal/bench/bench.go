@@ -65,7 +65,10 @@ type Config struct {
 	Size int
 	// User and Pass sign in with AUTH PLAIN; an empty User skips AUTH.
 	User, Pass string
-	StartTLS   bool
+	// Token, when set, signs User in with AUTH XOAUTH2 and this bearer
+	// token instead of a password.
+	Token    string
+	StartTLS bool
 	// InsecureSkipVerify accepts any certificate (hve makes a self-signed
 	// one on first start).
 	InsecureSkipVerify bool
@@ -206,7 +209,10 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		tls:      &tls.Config{ServerName: host, InsecureSkipVerify: cfg.InsecureSkipVerify},
 		body:     makeBody(cfg.Size),
 	}
-	if cfg.User != "" {
+	switch {
+	case cfg.User != "" && cfg.Token != "":
+		r.authLine = "AUTH XOAUTH2 " + base64.StdEncoding.EncodeToString([]byte("user="+cfg.User+"\x01auth=Bearer "+cfg.Token+"\x01\x01"))
+	case cfg.User != "":
 		r.authLine = "AUTH PLAIN " + base64.StdEncoding.EncodeToString([]byte("\x00"+cfg.User+"\x00"+cfg.Pass))
 	}
 	stats := make([]*workerStats, cfg.Conns)
@@ -455,7 +461,7 @@ func (r *runner) setup(c *client) error {
 			return fmt.Errorf("AUTH: %w", err)
 		}
 		if code != 235 {
-			err := fmt.Errorf("AUTH PLAIN as %s: %d %s", r.cfg.User, code, msg)
+			err := fmt.Errorf("%s as %s: %d %s", strings.Fields(r.authLine)[1], r.cfg.User, code, msg)
 			if code >= 500 {
 				return fatalError{err}
 			}

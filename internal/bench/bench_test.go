@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +18,7 @@ import (
 	"hve/internal/cli"
 	"hve/internal/config"
 	"hve/internal/directory"
+	"hve/internal/oauth"
 	"hve/internal/password"
 	"hve/internal/server"
 )
@@ -41,6 +44,7 @@ func startNode(t *testing.T, mailboxes int) *node {
 	cfg.Hostname = "hve.bench.test"
 	cfg.SMTP.Addr = "127.0.0.1:0"
 	cfg.Admin.Addr = "127.0.0.1:0"
+	cfg.Client.Addr = "127.0.0.1:0"
 	srv, err := server.Start(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -145,6 +149,68 @@ func TestBenchReconnectPerMessage(t *testing.T) {
 	res := run(t, cfg)
 	if res.Sent != 6 || res.Accepted != 6 || res.Errors != 0 || !res.Reconnect {
 		t.Errorf("got %+v; want 6 sent and accepted over new connections", res)
+	}
+}
+
+// TestBenchXOAUTH2 signs in with a token of hve's own token service.
+func TestBenchXOAUTH2(t *testing.T) {
+	n := startNode(t, 1)
+	ctx := context.Background()
+	tenant, err := n.srv.Store.TenantByName(ctx, directory.DefaultTenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	app, err := n.srv.Store.CreateApp(ctx, directory.App{TenantID: tenant.ID, Name: "bench", AppID: "11111111-2222-3333-4444-555555555555",
+		ObjectID: "66666666-7777-8888-9999-000000000000", Permissions: []directory.Permission{directory.MailSend}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acc, err := n.srv.Store.AccountByAddress(ctx, account)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acc.AllowedApps = []string{app.AppID}
+	if _, err := n.srv.Store.UpdateAccount(ctx, acc); err != nil {
+		t.Fatal(err)
+	}
+	sec, _, err := oauth.NewSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hash, err := oauth.HashSecret(sec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.srv.Store.AddAppSecret(ctx, tenant.ID, app.AppID, directory.AppSecret{Hint: sec[:3], Hash: hash, ExpiresAt: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.PostForm("http://"+n.srv.AdminAddr.String()+"/oauth2/token", url.Values{
+		"grant_type": {"client_credentials"}, "client_id": {app.AppID}, "client_secret": {sec}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&tok)
+	resp.Body.Close()
+	if err != nil || tok.AccessToken == "" {
+		t.Fatalf("token endpoint: HTTP %d, %v", resp.StatusCode, err)
+	}
+	token := tok.AccessToken
+	cfg := n.config()
+	cfg.Pass, cfg.Token = "", token
+	cfg.Conns, cfg.Msgs, cfg.ReconnectPerMessage = 2, 6, true
+	res := run(t, cfg)
+	if res.Sent != 6 || res.Accepted != 6 || res.Errors != 0 {
+		t.Errorf("got %+v; want 6 sent and accepted after XOAUTH2 sign-ins", res)
+	}
+	cfg.Token = token + "x" // the signature no longer verifies
+	var log bytes.Buffer
+	cfg.Log = &log
+	res, err = bench.Run(ctx, cfg)
+	if err == nil && res.Accepted != 0 || !strings.Contains(log.String()+fmt.Sprint(err), "XOAUTH2 as "+account+": 535") {
+		t.Errorf("a bad token: %+v, %v, log %q; want the 535 sign-in refusal named", res, err, log.String())
 	}
 }
 

@@ -19,6 +19,7 @@ func benchFlags(fs *flag.FlagSet) {
 	fs.String("from", "", "sender `address` (default: the --auth user)")
 	fs.Int("size", 1024, "message body size in `bytes`")
 	fs.String("auth", "", "sign in with AUTH PLAIN as `user:password`")
+	fs.String("xoauth2", "", "sign in with AUTH XOAUTH2 as `user:token` (a token from POST /oauth2/token)")
 	fs.Bool("starttls", true, "use STARTTLS (hve refuses AUTH and MAIL without it)")
 	fs.Bool("insecure-skip-verify", true, "accept any TLS certificate (hve's default one is self-signed)")
 	fs.Bool("reconnect-per-message", false, "open a new connection (TLS, AUTH) for every message")
@@ -60,6 +61,13 @@ func runBench(c *ctx) error {
 			return usageError{"--auth must be user:password"}
 		}
 		cfg.User, cfg.Pass = user, pass
+	}
+	if xo := c.str("xoauth2"); xo != "" {
+		user, token, ok := strings.Cut(xo, ":")
+		if !ok || user == "" || token == "" || cfg.User != "" {
+			return usageError{"--xoauth2 must be user:token, and not given with --auth"}
+		}
+		cfg.User, cfg.Token = user, token
 	}
 	res, err := bench.Run(c, cfg)
 	if err != nil {
