@@ -90,6 +90,10 @@ WORKLOADS=(
 	"W3|--rcpts 1 --size 102400"
 	"W4|--rcpts 1 --size 1024 --reconnect-per-message"
 	"W4o|--rcpts 1 --size 1024 --reconnect-per-message --oauth"
+	# W1 with limits on: a tenant daily limit and an account cap with a
+	# warning level, all too high to be reached, so that every recipient
+	# goes through the limits engine (docs/limits.md).
+	"W1L|--rcpts 1 --size 1024 --limits"
 )
 SELECTED=("$@")
 
@@ -103,6 +107,12 @@ for w in "${WORKLOADS[@]}"; do
 	fi
 	start_server "$WORK/data-$name"
 	auth=(--auth "hr-notify@contoso.test:$PASSWORD")
+	if [[ $flags == *--limits* ]]; then
+		flags=${flags/ --limits/}
+		"$HVE" tenant set --server "$ADMIN" --data "$WORK/data-$name" --daily-recipient-limit 1000000000 >/dev/null
+		"$HVE" account set --server "$ADMIN" --data "$WORK/data-$name" hr-notify@contoso.test \
+			--daily-recipient-limit 1000000000 --warn-at 90 >/dev/null
+	fi
 	if [[ $flags == *--oauth* ]]; then
 		# W4o: sign in with XOAUTH2 and a token of hve's own token service.
 		flags=${flags/ --oauth/}

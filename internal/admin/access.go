@@ -10,6 +10,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -37,6 +38,13 @@ type SessionCloser interface {
 	CloseSessions(tenantID int64, kind directory.Kind, id int64) int
 }
 
+// SettingsNotifier hears that a tenant's limit settings or an account's
+// thresholds changed, so that the node's endpoints apply them at once; the
+// server implements it.
+type SettingsNotifier interface {
+	SettingsChanged(tenantID int64)
+}
+
 // KeyRotator makes a new token-signing key the current one and returns its
 // kid; oauth.Service implements it.
 type KeyRotator interface {
@@ -54,9 +62,18 @@ type Options struct {
 	Sessions SessionCloser
 	// Keys answers POST /api/v1/oauth/rotate-key.
 	Keys KeyRotator
+	// Settings is told of changes of tenant settings and account
+	// thresholds.
+	Settings SettingsNotifier
 	// OAuth serves the public token endpoints: POST /oauth2/token,
 	// GET /oauth2/keys and GET /.well-known/openid-configuration.
 	OAuth http.Handler
+	// Usage is asked to catch up before a usage report; without it the
+	// report shows what the node's aggregator has counted.
+	Usage UsageMeter
+	// Reports is woken when a detailed report is requested; without it
+	// the job waits for a runner's next look.
+	Reports ReportWaker
 }
 
 // oauthPatterns are the token service's routes. Apps call them with their
@@ -175,7 +192,7 @@ func (a *API) rotateKey(w http.ResponseWriter, r *http.Request) error {
 	}
 	reply := signingKeys{Current: kid, Keys: nonNil(keys)}
 	// Keys are global, so this change has no tenant.
-	a.log.Info("admin change", "tenant", "", "action", "oauth.rotate-key", "object", reply.Current, "remote", r.RemoteAddr)
+	a.audit(r, directory.Tenant{}, "oauth.rotate-key", reply.Current)
 	writeJSON(w, http.StatusOK, reply)
 	return nil
 }
@@ -196,6 +213,62 @@ type tenantPatch struct {
 	ClientSMTPAuthDisabled *bool            `json:"client_smtp_auth_disabled"`
 	HVEBasicAuth           *retirementPatch `json:"hve_basic_auth"`
 	ClientBasicAuth        *retirementPatch `json:"client_basic_auth"`
+	// The limits; 0 means unlimited for the two maximums, "" no
+	// smarthost.
+	DailyRecipientLimit *int64   `json:"daily_recipient_limit"`
+	MaxHVEAccounts      *int64   `json:"max_hve_accounts"`
+	ExternalSending     *string  `json:"external_sending"`
+	OutboundSmarthost   *string  `json:"outbound_smarthost"`
+	PricePerMillion     *float64 `json:"price_per_million"`
+}
+
+// applyLimits changes the limit settings present in the patch.
+func (p *tenantPatch) applyLimits(s *directory.Settings) error {
+	for _, f := range []struct {
+		name string
+		in   *int64
+		out  *int64
+	}{{"daily_recipient_limit", p.DailyRecipientLimit, &s.DailyRecipientLimit}, {"max_hve_accounts", p.MaxHVEAccounts, &s.MaxHVEAccounts}} {
+		if f.in == nil {
+			continue
+		}
+		if *f.in < 0 {
+			return badRequest("%s: %d is negative; 0 means unlimited", f.name, *f.in)
+		}
+		*f.out = *f.in
+	}
+	if p.ExternalSending != nil {
+		m, err := directory.ParseExternalSending(*p.ExternalSending)
+		if err != nil {
+			return badRequest("external_sending: %v", err)
+		}
+		s.ExternalSending = m
+	}
+	if p.OutboundSmarthost != nil {
+		s.OutboundSmarthost = ""
+		if *p.OutboundSmarthost != "" {
+			h, err := directory.ParseSmarthost(*p.OutboundSmarthost)
+			if err != nil {
+				return badRequest("outbound_smarthost: %v", err)
+			}
+			s.OutboundSmarthost = h
+		}
+	}
+	if p.PricePerMillion != nil {
+		if v := *p.PricePerMillion; v < 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+			return badRequest("price_per_million: %v is not a price (a number >= 0)", v)
+		}
+		s.PricePerMillion = *p.PricePerMillion
+	}
+	return nil
+}
+
+// settingsChanged tells the node's endpoints that a tenant's limit settings
+// or an account's thresholds changed.
+func (a *API) settingsChanged(t directory.Tenant) {
+	if a.opts.Settings != nil {
+		a.opts.Settings.SettingsChanged(t.ID)
+	}
 }
 
 // retirementPatch changes a directory.Retirement; each time is a date
@@ -310,10 +383,14 @@ func (a *API) updateTenant(w http.ResponseWriter, r *http.Request, t directory.T
 	if err := req.ClientBasicAuth.apply(&s.ClientBasicAuth, "client_basic_auth"); err != nil {
 		return err
 	}
+	if err := req.applyLimits(&s); err != nil {
+		return err
+	}
 	t, err := a.store.UpdateTenantSettings(r.Context(), t.ID, s)
 	if err != nil {
 		return err
 	}
+	a.settingsChanged(t)
 	a.audit(r, t, "tenant.update", t.Name)
 	writeJSON(w, http.StatusOK, t)
 	return nil

@@ -8,7 +8,6 @@ package admin
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/subtle"
 	_ "embed"
 	"encoding/json"
 	"errors"
@@ -99,27 +98,20 @@ func (a *API) routes() {
 	t("POST "+base+"/groups/{address}/members", a.addMember)
 	t("DELETE "+base+"/groups/{address}/members/{member}", a.removeMember)
 	t("GET "+base+"/trace", a.searchTrace)
+	a.reportRoutes(t)
+	a.deliveryRoutes(t)
 	a.accessRoutes(handle, h, t)
+	a.adminRoutes(h, t)
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path+"; see /api/openapi.json")
 	})
 }
 
-// authed checks the bearer token and turns a handler's error into a JSON
-// error reply.
+// authed checks the bearer token and the caller's role, records changes in
+// the audit log, and turns a handler's error into a JSON error reply (see
+// guard in auth.go).
 func (a *API) authed(fn func(w http.ResponseWriter, r *http.Request) error) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		sum := sha256.Sum256([]byte(strings.TrimSpace(token)))
-		if !ok || subtle.ConstantTimeCompare(sum[:], a.tokenHash[:]) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="hve"`)
-			writeError(w, http.StatusUnauthorized, "unauthorized", "missing or wrong bearer token; the admin token is in <data>/admin.token")
-			return
-		}
-		if err := fn(w, r); err != nil {
-			a.fail(w, r, err)
-		}
-	})
+	return a.guard(fn)
 }
 
 // tenant resolves the {tenant} path segment.
@@ -155,6 +147,8 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusNotFound, "not_found", err.Error())
 	case errors.Is(err, store.ErrExists):
 		writeError(w, http.StatusConflict, "conflict", err.Error())
+	case errors.Is(err, store.ErrLimit):
+		writeError(w, http.StatusConflict, "limit_reached", err.Error())
 	case errors.Is(err, store.ErrInvalid), errors.Is(err, directory.ErrInvalidAddress):
 		writeError(w, http.StatusBadRequest, "invalid", err.Error())
 	default:
@@ -186,9 +180,11 @@ func decode(r *http.Request, v any) error {
 	return nil
 }
 
-// audit logs every change; the audit log proper stores it later.
+// audit logs every change and names it for the audit log entry that
+// guard records (auth.go).
 func (a *API) audit(r *http.Request, t directory.Tenant, action, object string) {
 	a.log.Info("admin change", "tenant", t.Name, "action", action, "object", object, "remote", r.RemoteAddr)
+	noteChange(r, t, action, object)
 }
 
 func (a *API) listTenants(w http.ResponseWriter, r *http.Request) error {
@@ -196,6 +192,7 @@ func (a *API) listTenants(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	list = visibleTenants(r, list)
 	writeJSON(w, http.StatusOK, nonNil(list))
 	return nil
 }
@@ -502,6 +499,9 @@ func (a *API) updateAccount(w http.ResponseWriter, r *http.Request, t directory.
 		AuthPolicy *string `json:"auth_policy"`
 		// AllowedNetworks replaces the list; [] allows every network.
 		AllowedNetworks *[]string `json:"allowed_networks"`
+		// DailyRecipientLimit and WarnAt: 0 means none.
+		DailyRecipientLimit *int64 `json:"daily_recipient_limit"`
+		WarnAt              *int   `json:"warn_at"`
 	}
 	if err := decode(r, &req); err != nil {
 		return err
@@ -551,9 +551,24 @@ func (a *API) updateAccount(w http.ResponseWriter, r *http.Request, t directory.
 		}
 		acc.AllowedNetworks = nets
 	}
+	if req.DailyRecipientLimit != nil {
+		if *req.DailyRecipientLimit < 0 {
+			return badRequest("daily_recipient_limit: %d is negative; 0 means none", *req.DailyRecipientLimit)
+		}
+		acc.DailyRecipientLimit = *req.DailyRecipientLimit
+	}
+	if req.WarnAt != nil {
+		if err := directory.CheckWarnAt(*req.WarnAt); err != nil {
+			return badRequest("warn_at: %v", err)
+		}
+		acc.WarnAt = *req.WarnAt
+	}
 	acc, err = a.store.UpdateAccount(r.Context(), acc)
 	if err != nil {
 		return err
+	}
+	if req.DailyRecipientLimit != nil || req.WarnAt != nil {
+		a.settingsChanged(t)
 	}
 	if wasEnabled && !acc.Enabled {
 		// A disabled account must stop sending now, not when its

@@ -448,6 +448,9 @@ func TestOpenAPIMatchesHandlers(t *testing.T) {
 		call("GET /api/v1/tenants/{tenant}/trace?"+q, nil, 400, tenant)
 	}
 
+	// Usage and detailed reports of that message.
+	exerciseReports(t, call, st, tenant, msg.QueueID)
+
 	// Access: tenant settings and authentication policies.
 	const T = "/api/v1/tenants/{tenant}"
 	obj := func(b []byte) map[string]any {
@@ -479,6 +482,13 @@ func TestOpenAPIMatchesHandlers(t *testing.T) {
 	call("PATCH "+T, map[string]any{"hve_basic_auth": map[string]any{"ramp_end": ""}}, 400, tenant)
 	call("DELETE "+T+"/auth-policies/{name}", nil, 400, tenant, "BlockBasic")
 	call("PATCH "+T, map[string]any{"default_auth_policy": "", "hve_basic_auth": map[string]any{"sunset_at": "", "ramp_start": "", "ramp_end": ""}}, 200, tenant)
+	// Limits (docs/limits.md).
+	call("PATCH "+T, map[string]any{"daily_recipient_limit": 100000, "max_hve_accounts": 0, "external_sending": "limited",
+		"outbound_smarthost": "smtp.example.net:25", "price_per_million": 42.5}, 200, tenant)
+	call("PATCH "+T, map[string]any{"external_sending": "everywhere"}, 400, tenant)
+	call("PATCH "+T, map[string]any{"outbound_smarthost": "smtp.example.net:0"}, 400, tenant)
+	call("PATCH "+T+"/accounts/{address}", map[string]any{"daily_recipient_limit": 5000, "warn_at": 80}, 200, tenant, "app@contoso.test")
+	call("PATCH "+T+"/accounts/{address}", map[string]any{"warn_at": 120}, 400, tenant, "app@contoso.test")
 
 	// Mailboxes: show, change, revoke.
 	call("GET "+T+"/mailboxes/{address}", nil, 200, tenant, "a@contoso.test")
@@ -550,6 +560,7 @@ func TestOpenAPIMatchesHandlers(t *testing.T) {
 	call("POST "+T+"/apps/{app}/permissions", map[string]any{"permission": "Mail.Send"}, 404, tenant, "nope")
 	call("POST "+T+"/apps/{app}/secrets", map[string]any{"expires": "2000-01-01"}, 400, tenant, appID)
 	sec := obj(call("POST "+T+"/apps/{app}/secrets", map[string]any{}, 201, tenant, appID))
+	exerciseAdmin(t, call, tenant, appID)
 	call("POST /oauth2/token", url.Values{"grant_type": {"client_credentials"}, "client_id": {appID}, "client_secret": {secret}}, 200)
 	call("POST /oauth2/token", url.Values{"grant_type": {"client_credentials"}, "client_id": {appID}, "client_secret": {"wrong"}}, 401)
 	call("POST /oauth2/token", url.Values{"grant_type": {"password"}}, 400)
@@ -597,6 +608,31 @@ func TestOpenAPIMatchesHandlers(t *testing.T) {
 		t.Errorf("convert-to-mailbox = %v", conv)
 	}
 	call("POST "+T+"/accounts/{address}/convert-to-mailbox", nil, 404, tenant, "scanner@contoso.test")
+
+	// Delivery routes: the password is stored for delivery, never shown.
+	rt := obj(call("PUT "+T+"/routes/{domain}", map[string]any{"type": "smtp", "target": "Exchange.contoso.test:25", "tls": "required",
+		"auth_user": "hve", "auth_password": "relay-secret", "max_connections": 4}, 200, tenant, "contoso.test"))
+	if rt["auth_password_set"] != true || rt["target"] != "exchange.contoso.test:25" || rt["domain"] != "contoso.test" {
+		t.Errorf("set route = %v", rt)
+	}
+	call("PUT "+T+"/routes/{domain}", map[string]any{"type": "lmtp", "target": "unix:/run/dovecot/lmtp"}, 200, tenant, "*")
+	// Changing a setting keeps the password of an unchanged auth user.
+	rt = obj(call("PUT "+T+"/routes/{domain}", map[string]any{"type": "smtp", "target": "exchange.contoso.test:25", "tls": "required",
+		"auth_user": "hve", "max_connections": 8}, 200, tenant, "contoso.test"))
+	if routes, err := st.Routes(ctx, tn.ID); err != nil || len(routes) != 2 || routes[1].AuthPassword != "relay-secret" || routes[1].MaxConnections != 8 {
+		t.Errorf("stored routes = %+v, %v; want the password kept", routes, err)
+	}
+	call("PUT "+T+"/routes/{domain}", map[string]any{"type": "x400"}, 400, tenant, "contoso.test")
+	call("PUT "+T+"/routes/{domain}", map[string]any{"type": "smtp"}, 400, tenant, "contoso.test")
+	call("PUT "+T+"/routes/{domain}", map[string]any{"type": "smtp", "target": "mx:25", "tls": "none", "auth_user": "u", "auth_password": "p"}, 400, tenant, "contoso.test")
+	call("PUT "+T+"/routes/{domain}", map[string]any{"type": "local"}, 400, tenant, "elsewhere.example")
+	call("PUT "+T+"/routes/{domain}", map[string]any{"type": "local"}, 404, "nope", "contoso.test")
+	if body := call("GET "+T+"/routes", nil, 200, tenant); bytes.Contains(body, []byte("relay-secret")) {
+		t.Errorf("the route list shows the password: %s", body)
+	}
+	call("DELETE "+T+"/routes/{domain}", nil, 204, tenant, "*")
+	call("DELETE "+T+"/routes/{domain}", nil, 404, tenant, "*")
+	call("DELETE "+T+"/routes/{domain}", nil, 400, tenant, "not a domain")
 
 	call("DELETE /api/v1/tenants/{tenant}/groups/{address}/members/{member}", nil, 200, tenant, "team@contoso.test", "all@contoso.test")
 	call("DELETE /api/v1/tenants/{tenant}/groups/{address}/members/{member}", nil, 404, tenant, "team@contoso.test", "bob@contoso.test")
@@ -747,6 +783,10 @@ func (d apiDoc) validate(schema map[string]any, v any, at string) error {
 			if min, _ := m.Int64(); i < min {
 				return fmt.Errorf("%s: %d is below %d", at, i, min)
 			}
+		}
+	case "number":
+		if _, ok := v.(json.Number); !ok {
+			return fmt.Errorf("%s: %T, want a number", at, v)
 		}
 	case "boolean":
 		if _, ok := v.(bool); !ok {

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"math"
 	"net/url"
 	"strconv"
 	"strings"
@@ -134,6 +135,74 @@ func tenantSetFlags(fs *flag.FlagSet) {
 	fs.String("hve-basic-auth-ramp", "", "`START..END` dates over which a rising share of basic sign-ins on the HVE endpoint is refused, or none")
 	fs.String("client-basic-auth-sunset", "", "`DATE` from which basic auth is refused on the client endpoint, or none")
 	fs.String("client-basic-auth-ramp", "", "`START..END` dates of the staged refusal of basic auth on the client endpoint, or none")
+	fs.String("daily-recipient-limit", "", "internal recipients of all HVE accounts per UTC day: `N` or unlimited (HVE's preview had 100000)")
+	fs.String("max-hve-accounts", "", "the most HVE accounts the tenant may have: `N` or unlimited")
+	fs.String("external-sending", "", "`off` (external recipients refused) or limited (HVE preview limits, through the outbound smarthost)")
+	fs.String("outbound-smarthost", "", "`HOST:PORT` external mail leaves through, or none")
+	fs.String("price-per-million", "", "estimated cost of a million delivered recipients, for usage reports (`X`, default 42)")
+}
+
+// count parses the value of a flag that is a number or a word meaning none
+// (unlimited, none): the word gives 0.
+func (c *ctx) count(name string, words ...string) (int64, error) {
+	v := strings.TrimSpace(c.str(name))
+	for _, w := range words {
+		if strings.EqualFold(v, w) {
+			return 0, nil
+		}
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 1 {
+		return 0, usageError{fmt.Sprintf("--%s must be a positive number or %s", name, strings.Join(words, " or "))}
+	}
+	return n, nil
+}
+
+// limitsPatch reads the tenant limit flags into the PATCH request.
+func (c *ctx) limitsPatch(req map[string]any) error {
+	for _, f := range []struct{ flag, field string }{
+		{"daily-recipient-limit", "daily_recipient_limit"}, {"max-hve-accounts", "max_hve_accounts"},
+	} {
+		if flagSet(c.fs, f.flag) {
+			n, err := c.count(f.flag, "unlimited")
+			if err != nil {
+				return err
+			}
+			req[f.field] = n
+		}
+	}
+	if flagSet(c.fs, "external-sending") {
+		m, err := directory.ParseExternalSending(c.str("external-sending"))
+		if err != nil {
+			return usageError{fmt.Sprintf("--external-sending: %v", err)}
+		}
+		req["external_sending"] = m
+	}
+	if flagSet(c.fs, "outbound-smarthost") {
+		v := c.str("outbound-smarthost")
+		if isNone(v) {
+			v = ""
+		} else if _, err := directory.ParseSmarthost(v); err != nil {
+			return usageError{fmt.Sprintf("--outbound-smarthost: %v", err)}
+		}
+		req["outbound_smarthost"] = v
+	}
+	if flagSet(c.fs, "price-per-million") {
+		v, err := strconv.ParseFloat(strings.TrimSpace(c.str("price-per-million")), 64)
+		if err != nil || v < 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+			return usageError{"--price-per-million must be a number >= 0, such as 42 or 37.5"}
+		}
+		req["price_per_million"] = v
+	}
+	return nil
+}
+
+// limitText shows a limit whose 0 means none.
+func limitText(n int64, none string) string {
+	if n <= 0 {
+		return none
+	}
+	return strconv.FormatInt(n, 10)
 }
 
 // retirementPatch reads the sunset and ramp flags of one endpoint into a
@@ -204,6 +273,9 @@ func setTenant(c *ctx) error {
 			req[ep+"_basic_auth"] = p
 		}
 	}
+	if err := c.limitsPatch(req); err != nil {
+		return err
+	}
 	if len(req) == 0 {
 		return usageError{"nothing to change; see hve tenant set -h"}
 	}
@@ -231,8 +303,26 @@ func (c *ctx) showTenant(t directory.Tenant) error {
 		{"HVE basic auth ramp", ramp(s.HVEBasicAuth)},
 		{"client basic auth sunset", timeOr(s.ClientBasicAuth.SunsetAt, "none")},
 		{"client basic auth ramp", ramp(s.ClientBasicAuth)},
+		{"daily recipient limit", limitText(s.DailyRecipientLimit, "unlimited")},
+		{"max HVE accounts", limitText(s.MaxHVEAccounts, "unlimited")},
+		{"external sending", externalText(s)},
+		{"outbound smarthost", orNone(s.OutboundSmarthost)},
+		{"price per million", strconv.FormatFloat(s.PricePerMillion, 'f', -1, 64)},
 		{"created", timeOr(t.CreatedAt, "")},
 	})
+}
+
+// externalText shows the external sending mode, with what it means.
+func externalText(s directory.Settings) string {
+	if !s.ExternalLimitedMode() {
+		return "off"
+	}
+	text := fmt.Sprintf("limited (%d external recipients per account per day, %d messages per minute)",
+		directory.DefaultExternalRecipientsPerDay, directory.DefaultExternalMessagesPerMinute)
+	if s.OutboundSmarthost == "" {
+		text += "; no outbound smarthost: external recipients are refused"
+	}
+	return text
 }
 
 // --- authentication policies ---

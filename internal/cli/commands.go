@@ -206,6 +206,9 @@ func init() {
 	// each group together.
 	extra := accessCommands()
 	insertAfter("tenant create", extra["tenant"])
+	insertAfter("domain remove", routeCommands())
+	insertAfter("trace", reportCommands())
+	insertAfter("bench", adminCommands())
 	insertAfter("mailbox remove", extra["mailbox"])
 	insertAfter("account remove", extra["account"])
 	insertAfter("group remove", slices.Concat(extra["security-group"], extra["auth-policy"], extra["ca-policy"], extra["app"], extra["oauth"]))
@@ -305,6 +308,8 @@ func accountSetFlags(fs *flag.FlagSet) {
 	fs.String("auth-policy", "", "authentication policy `NAME`, or none for the tenant's default")
 	fs.String("allowed-networks", "", "comma-separated `CIDR` prefixes the account may sign in from, or none for any")
 	fs.Bool("revoke-sessions", false, "refuse tokens issued until now and end the account's open sessions")
+	fs.String("daily-recipient-limit", "", "the account's own cap of recipients per UTC day: `N` or none")
+	fs.String("warn-at", "", "warning level, a `PERCENT` of the daily cap (1 to 100), or none")
 }
 
 func setAccount(c *ctx) error {
@@ -348,6 +353,23 @@ func setAccount(c *ctx) error {
 		}
 		req["allowed_networks"] = nets
 	}
+	if flagSet(c.fs, "daily-recipient-limit") {
+		n, err := c.count("daily-recipient-limit", "none")
+		if err != nil {
+			return err
+		}
+		req["daily_recipient_limit"] = n
+	}
+	if flagSet(c.fs, "warn-at") {
+		pct, err := c.count("warn-at", "none")
+		if err == nil && pct > 100 {
+			err = usageError{"--warn-at must be a percentage from 1 to 100, or none"}
+		}
+		if err != nil {
+			return err
+		}
+		req["warn_at"] = pct
+	}
 	revoke := c.boolFlag("revoke-sessions")
 	if len(req) == 0 && !revoke {
 		return usageError{"nothing to change; see hve account set -h"}
@@ -378,7 +400,8 @@ func (c *ctx) showAccount(a directory.Account) error {
 		"reply-to": a.ReplyTo, "aliases": strings.Join(a.Aliases, ","), "created": a.CreatedAt.Format(time.RFC3339),
 		"updated": a.UpdatedAt.Format(time.RFC3339), "auth policy": authPolicyText(a.AuthPolicy),
 		"tokens valid from": timeOr(a.TokensValidFrom, "not set"), "allowed apps": listOr(a.AllowedApps, "none"),
-		"allowed networks": listOr(a.AllowedNetworks, "any"),
+		"allowed networks": listOr(a.AllowedNetworks, "any"), "daily recipient limit": limitText(a.DailyRecipientLimit, "none"),
+		"warn at": warnText(a),
 	}
 	return c.show(a, []string{"FIELD", "VALUE"}, func() (rows [][]string) {
 		for _, k := range sortedKeys(fields) {
@@ -386,6 +409,17 @@ func (c *ctx) showAccount(a directory.Account) error {
 		}
 		return
 	})
+}
+
+// warnText shows an account's warning level.
+func warnText(a directory.Account) string {
+	switch {
+	case a.WarnAt <= 0:
+		return "none"
+	case a.DailyRecipientLimit <= 0:
+		return fmt.Sprintf("%d%% (no effect without a daily recipient limit)", a.WarnAt)
+	}
+	return fmt.Sprintf("%d%% (%d recipients)", a.WarnAt, (a.DailyRecipientLimit*int64(a.WarnAt)+99)/100)
 }
 
 func traceFlags(fs *flag.FlagSet) {

@@ -51,6 +51,8 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any) err
 		return err
 	}
 	req.Header.Set("Authorization", "Bearer "+c.Token)
+	// The audit log tells changes made with the CLI from other API calls.
+	req.Header.Set("User-Agent", "hve-cli")
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}

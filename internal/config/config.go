@@ -5,8 +5,12 @@ package config
 import (
 	"fmt"
 	"os"
+	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"hve/internal/directory"
 )
 
 // Config is the whole configuration of one hve node.
@@ -25,6 +29,66 @@ type Config struct {
 	Admin  Admin  `toml:"admin"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `toml:"log_level"`
+	// Delivery tunes delivery to next hops.
+	Delivery Delivery `toml:"delivery"`
+	// Routes ([[route]] tables) are written to the store at every start,
+	// replacing a route of the same tenant and domain that the admin API
+	// set in between.
+	Routes []Route `toml:"route"`
+}
+
+// Delivery tunes delivery.
+type Delivery struct {
+	// MaxAge is how long a message is retried after temporary failures
+	// ("48h"); then its open recipients fail with the last reply.
+	MaxAge time.Duration `toml:"max_age"`
+}
+
+// Route is a [[route]] table: how mail for one accepted domain (or, with
+// domain "*", every domain of the tenant without its own route) is
+// delivered. See directory.Route.
+type Route struct {
+	// Tenant names the tenant; empty means the default tenant.
+	Tenant string `toml:"tenant"`
+	Domain string `toml:"domain"`
+	// Type is local, smtp or lmtp.
+	Type string `toml:"type"`
+	// Target is host:port, or unix:/path for lmtp.
+	Target string `toml:"target"`
+	// TLS is required, opportunistic (smtp's default) or none.
+	TLS      string `toml:"tls"`
+	AuthUser string `toml:"auth_user"`
+	// AuthPassword, or AuthPasswordFile (a file holding it), signs in to
+	// the next hop; the file keeps the secret out of the configuration.
+	AuthPassword     string `toml:"auth_password"`
+	AuthPasswordFile string `toml:"auth_password_file"`
+	ClientCert       string `toml:"client_cert"`
+	ClientKey        string `toml:"client_key"`
+	CAFile           string `toml:"ca_file"`
+	MaxConnections   int    `toml:"max_connections"`
+}
+
+// DirectoryRoute turns the table into a route (without its tenant), reading
+// the password file if one is named, and checks it.
+func (r Route) DirectoryRoute() (directory.Route, error) {
+	pw := r.AuthPassword
+	if r.AuthPasswordFile != "" {
+		if pw != "" {
+			return directory.Route{}, fmt.Errorf("route %s: set auth_password or auth_password_file, not both", r.Domain)
+		}
+		b, err := os.ReadFile(r.AuthPasswordFile)
+		if err != nil {
+			return directory.Route{}, fmt.Errorf("route %s: reading auth_password_file: %w", r.Domain, err)
+		}
+		pw = strings.TrimRight(string(b), "\r\n")
+	}
+	d := directory.Route{Domain: r.Domain, Type: directory.RouteType(r.Type), Target: r.Target, TLS: directory.TLSMode(r.TLS),
+		AuthUser: r.AuthUser, AuthPassword: pw, ClientCert: r.ClientCert, ClientKey: r.ClientKey, CAFile: r.CAFile,
+		MaxConnections: r.MaxConnections}
+	if err := d.Normalize(); err != nil {
+		return d, err
+	}
+	return d, nil
 }
 
 // SMTP configures the HVE submission endpoint.
@@ -78,6 +142,7 @@ func Default() Config {
 			MessagesPerMinute: 30, RecipientsPerDay: 10000, MaxConnections: 3},
 		Admin:    Admin{Addr: "127.0.0.1:8025"},
 		LogLevel: "info",
+		Delivery: Delivery{MaxAge: 48 * time.Hour},
 	}
 }
 
@@ -91,6 +156,14 @@ func Load(path string) (Config, error) {
 	}
 	if undecoded := md.Undecoded(); len(undecoded) > 0 {
 		return c, fmt.Errorf("config %s: unknown setting %q", path, undecoded[0].String())
+	}
+	if c.Delivery.MaxAge <= 0 {
+		return c, fmt.Errorf("config %s: [delivery] max_age must be a positive duration such as \"48h\"", path)
+	}
+	for _, r := range c.Routes {
+		if _, err := r.DirectoryRoute(); err != nil {
+			return c, fmt.Errorf("config %s: [[route]]: %w", path, err)
+		}
 	}
 	return c, nil
 }

@@ -3,8 +3,10 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func writeFile(t *testing.T, content string) string {
@@ -40,6 +42,24 @@ max_connections = 2
 [admin]
 addr = "127.0.0.1:9000"
 public_url = "https://hve.example.com:8443"
+
+[delivery]
+max_age = "72h"
+
+[[route]]
+domain = "contoso.com"
+type = "smtp"
+target = "exchange.contoso.com:25"
+tls = "required"
+auth_user = "hve"
+auth_password = "secret"
+max_connections = 5
+
+[[route]]
+tenant = "fabrikam"
+domain = "*"
+type = "lmtp"
+target = "unix:/run/dovecot/lmtp"
 `)
 	got, err := Load(path)
 	if err != nil {
@@ -52,9 +72,14 @@ public_url = "https://hve.example.com:8443"
 		SMTP:     SMTP{Addr: ":2587", TLSCert: "/etc/hve/cert.pem", TLSKey: "/etc/hve/key.pem", MaxRecipients: 10, MaxMessageBytes: 1 << 20},
 		Client: Client{Addr: ":2588", MaxRecipients: 100, MaxMessageBytes: 2 << 20,
 			MessagesPerMinute: 10, RecipientsPerDay: 1000, MaxConnections: 2},
-		Admin: Admin{Addr: "127.0.0.1:9000", PublicURL: "https://hve.example.com:8443"},
+		Admin:    Admin{Addr: "127.0.0.1:9000", PublicURL: "https://hve.example.com:8443"},
+		Delivery: Delivery{MaxAge: 72 * time.Hour},
+		Routes: []Route{
+			{Domain: "contoso.com", Type: "smtp", Target: "exchange.contoso.com:25", TLS: "required", AuthUser: "hve", AuthPassword: "secret", MaxConnections: 5},
+			{Tenant: "fabrikam", Domain: "*", Type: "lmtp", Target: "unix:/run/dovecot/lmtp"},
+		},
 	}
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Load = %+v\nwant %+v", got, want)
 	}
 }
@@ -67,7 +92,7 @@ func TestLoadKeepsDefaultsForMissingSettings(t *testing.T) {
 	want := Default()
 	want.Hostname = "mx.example.com"
 	want.SMTP.MaxRecipients = 5
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Load = %+v\nwant the defaults with two changes: %+v", got, want)
 	}
 	if got.SMTP.Addr != ":587" || got.SMTP.MaxMessageBytes != 10<<20 || got.Admin.Addr != "127.0.0.1:8025" ||
@@ -86,14 +111,14 @@ func TestClientEndpointCanBeDisabled(t *testing.T) {
 	}
 	want := Default()
 	want.Client.Addr = ""
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Load = %+v\nwant %+v", got, want)
 	}
 }
 
 func TestLoadEmptyFile(t *testing.T) {
 	got, err := Load(writeFile(t, ""))
-	if err != nil || got != Default() {
+	if err != nil || !reflect.DeepEqual(got, Default()) {
 		t.Errorf("Load(empty file) = %+v, %v; want the defaults", got, err)
 	}
 }
@@ -107,6 +132,11 @@ func TestLoadErrors(t *testing.T) {
 		{"unknown table", "[imap]\naddr = \":143\"\n", "imap"},
 		{"wrong type", "[smtp]\nmax_recipients = \"many\"\n", "max_recipients"},
 		{"not TOML", "data = \n", "hve.toml"},
+		{"max age not a duration", "[delivery]\nmax_age = \"two days\"\n", "max_age"},
+		{"max age zero", "[delivery]\nmax_age = \"0s\"\n", "max_age"},
+		{"route without target", "[[route]]\ndomain = \"a.example\"\ntype = \"smtp\"\n", "needs a target"},
+		{"route of unknown type", "[[route]]\ndomain = \"a.example\"\ntype = \"uucp\"\n", "uucp"},
+		{"route with both passwords", "[[route]]\ndomain = \"a.example\"\ntype = \"smtp\"\ntarget = \"mx:25\"\nauth_user = \"u\"\nauth_password = \"p\"\nauth_password_file = \"/f\"\n", "not both"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -126,5 +156,21 @@ func TestDefault(t *testing.T) {
 	if d.Hostname == "" || d.Data == "" || d.SMTP.Addr == "" || d.Admin.Addr == "" || d.LogLevel != "info" ||
 		d.SMTP.MaxRecipients <= 0 || d.SMTP.MaxMessageBytes <= 0 || d.Store != "" {
 		t.Errorf("Default() = %+v", d)
+	}
+}
+
+func TestRoutePasswordFile(t *testing.T) {
+	pwFile := filepath.Join(t.TempDir(), "relay.pw")
+	if err := os.WriteFile(pwFile, []byte("from-a-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := Route{Domain: "a.example", Type: "smtp", Target: "mx.a.example:25", TLS: "required", AuthUser: "hve", AuthPasswordFile: pwFile}
+	d, err := r.DirectoryRoute()
+	if err != nil || d.AuthPassword != "from-a-file" || d.MaxConnections == 0 {
+		t.Errorf("DirectoryRoute = %+v, %v; want the password from the file and defaults filled in", d, err)
+	}
+	r.AuthPasswordFile = filepath.Join(t.TempDir(), "missing")
+	if _, err := r.DirectoryRoute(); err == nil || !strings.Contains(err.Error(), "auth_password_file") {
+		t.Errorf("DirectoryRoute with a missing password file = %v", err)
 	}
 }

@@ -1,11 +1,25 @@
-// Package delivery takes queued messages and delivers them: it expands
-// distribution groups (nested, each person once, loops harmless) and puts a
-// copy into each recipient's mailbox in the embedded store, recording a
-// trace event for every step.
+// Package delivery takes queued messages and delivers them, recording a
+// trace event for every step:
 //
-// Delivery to the organisation's own mail servers (SMTP, LMTP) is not part
-// of this package yet; recipients without a local mailbox fail with a
-// trace event that says so.
+//   - router.go resolves each recipient: it expands distribution groups
+//     (nested, each person once, loops harmless) and picks the route of the
+//     recipient's domain (the domain's own, the tenant's default "*", else
+//     local). Unknown recipients of internal-relay domains go to the
+//     domain's next hop.
+//   - Local recipients get a copy in the embedded mailbox store.
+//   - relay.go hands the others to next hops over SMTP or LMTP: one
+//     transaction per message and next hop carrying all its recipients,
+//     pooled and reused connections within a per-destination limit,
+//     pipelining, STARTTLS, AUTH, per-recipient LMTP replies.
+//   - retry.go schedules temporary failures (4xx, no connection) with a
+//     jittered backoff until the message's maximum age; 5xx is final.
+//
+// Each recipient has its own state in the queue, so a retry goes only to
+// the recipients still open: one the next hop accepted is never sent the
+// message again. A connection lost after the message's final dot and
+// before the next hop's reply leaves the recipients open; the next hop may
+// already have the message, so the retry can duplicate it, which SMTP
+// cannot avoid. hve sends no bounces: failures are in trace.
 package delivery
 
 import (
@@ -13,7 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
+	"sync"
 	"time"
 
 	"hve/internal/directory"
@@ -27,8 +41,10 @@ type Store interface {
 	Lookup(ctx context.Context, address string) (directory.Entry, error)
 	Group(ctx context.Context, tenantID, id int64) (directory.Group, error)
 	DomainByName(ctx context.Context, name string) (directory.Domain, error)
+	Routes(ctx context.Context, tenantID int64) ([]directory.Route, error)
 	Claim(ctx context.Context, owner string, now time.Time, limit int, lease time.Duration) ([]*queue.Message, error)
 	Finish(ctx context.Context, deliveries []store.Delivery) error
+	MessageBody(ctx context.Context, queueID string) ([]byte, error)
 }
 
 // Worker delivers queued messages.
@@ -38,19 +54,36 @@ type Worker struct {
 	log   *slog.Logger
 	wake  chan struct{}
 
-	// BatchSize messages are claimed and finished in one transaction.
+	// BatchSize messages are claimed at once; their local deliveries are
+	// recorded in one transaction.
 	BatchSize int
 	// Lease is how long a claimed batch stays reserved for this worker.
+	// Relaying a batch ends at three quarters of it, so that its outcome
+	// is recorded before another node may claim the messages.
 	Lease time.Duration
 	// Poll is how often the queue is checked when nothing wakes the worker.
 	Poll time.Duration
+	// Retry schedules temporary failures and bounds a message's time in
+	// the queue.
+	Retry Retry
+	// Relay delivers to next hops; its fields tune timeouts.
+	Relay *Relay
+	// Concurrency bounds the messages being relayed at once (each next
+	// hop is further bounded by its route's connection limit).
+	Concurrency int
+	// Now is the clock of due times, retries and trace events; tests set
+	// it to control time.
+	Now func() time.Time
 }
 
 // NewWorker returns a worker that claims work as owner.
 func NewWorker(s Store, owner string, log *slog.Logger) *Worker {
 	return &Worker{store: s, owner: owner, log: log, wake: make(chan struct{}, 1),
-		BatchSize: 256, Lease: 5 * time.Minute, Poll: 2 * time.Second}
+		BatchSize: 256, Lease: 5 * time.Minute, Poll: 2 * time.Second, Retry: DefaultRetry(),
+		Relay: NewRelay("localhost", log), Concurrency: 64, Now: time.Now}
 }
+
+func (w *Worker) now() time.Time { return w.Now() }
 
 // Wake tells the worker new messages are queued. It never blocks.
 func (w *Worker) Wake() {
@@ -60,8 +93,14 @@ func (w *Worker) Wake() {
 	}
 }
 
+// Close ends the relay's idle connections to next hops.
+func (w *Worker) Close() {
+	w.Relay.Close()
+}
+
 // Run delivers until ctx ends.
 func (w *Worker) Run(ctx context.Context) {
+	defer w.Close()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -72,6 +111,7 @@ func (w *Worker) Run(ctx context.Context) {
 		if n > 0 && err == nil {
 			continue // there may be more
 		}
+		w.Relay.Prune()
 		timer.Reset(w.Poll)
 		select {
 		case <-ctx.Done():
@@ -82,146 +122,165 @@ func (w *Worker) Run(ctx context.Context) {
 	}
 }
 
-// RunOnce claims one batch of due messages, delivers it and records the
-// outcome in one transaction. It returns how many messages it handled.
+// RunOnce claims one batch of due messages and delivers it: local
+// deliveries are recorded in one transaction, then each relayed message's
+// outcome as soon as its transactions with the next hops end. It returns
+// how many messages it handled.
 func (w *Worker) RunOnce(ctx context.Context) (int, error) {
-	msgs, err := w.store.Claim(ctx, w.owner, time.Now(), w.BatchSize, w.Lease)
+	started := time.Now()
+	msgs, err := w.store.Claim(ctx, w.owner, w.now(), w.BatchSize, w.Lease)
 	if err != nil || len(msgs) == 0 {
 		return 0, err
 	}
-	deliveries := make([]store.Delivery, 0, len(msgs))
+	routes := newRouteTable(w.store)
+	var local []store.Delivery
+	var relayed []*plan
 	for _, m := range msgs {
-		d, err := w.deliver(ctx, m)
+		p, err := w.plan(ctx, m, routes)
 		if err != nil {
 			// Left leased: it is tried again once the lease runs out.
 			w.log.Error("delivery failed, will retry", "queue_id", m.QueueID, "err", err)
 			continue
 		}
-		deliveries = append(deliveries, d)
+		if len(p.jobs) == 0 {
+			p.finish()
+			local = append(local, p.delivery)
+		} else {
+			relayed = append(relayed, p)
+		}
 	}
-	if len(deliveries) == 0 {
-		return len(msgs), nil
+	if len(local) > 0 {
+		if err := w.store.Finish(ctx, local); err != nil {
+			return 0, err
+		}
 	}
-	if err := w.store.Finish(ctx, deliveries); err != nil {
-		return 0, err
+	if len(relayed) > 0 {
+		relayCtx, cancel := context.WithDeadline(ctx, started.Add(w.Lease*3/4))
+		defer cancel()
+		if err := w.relayAll(relayCtx, ctx, relayed); err != nil {
+			return len(msgs), err
+		}
 	}
 	return len(msgs), nil
 }
 
-// deliver works out every copy and event for one message. It returns an
-// error only for a failure worth retrying (the directory could not be read).
-func (w *Worker) deliver(ctx context.Context, m *queue.Message) (store.Delivery, error) {
-	d := store.Delivery{QueueID: m.QueueID}
-	now := time.Now().UTC()
-	event := func(rcpt, name, status, detail string) {
-		d.Events = append(d.Events, trace.Event{
-			TenantID: m.TenantID, Time: now, QueueID: m.QueueID, MessageID: m.MessageID, Sender: m.Sender,
-			Recipient: rcpt, Event: name, Status: status, Detail: detail, ClientIP: m.ClientIP, Subject: m.Subject, Size: m.Size,
+// plan resolves every due recipient of m.
+func (w *Worker) plan(ctx context.Context, m *queue.Message, routes *routeTable) (*plan, error) {
+	p := &plan{m: m, delivery: store.Delivery{QueueID: m.QueueID}, seen: map[int64]*row{}, relayed: map[string]*row{}}
+	for _, rcpt := range m.Due {
+		p.rows = append(p.rows, &row{rcpt: rcpt})
+	}
+	// resolve appends group members to p.rows; they are resolved already.
+	for _, r := range p.rows[:len(m.Due)] {
+		if err := w.resolve(ctx, p, r, routes); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// relayAll runs the relay transactions of the plans, several messages at
+// once. Network work stops when relayCtx ends; outcomes are recorded under
+// ctx.
+func (w *Worker) relayAll(relayCtx, ctx context.Context, plans []*plan) error {
+	sem := make(chan struct{}, max(w.Concurrency, 1))
+	errs := make([]error, len(plans))
+	var wg sync.WaitGroup
+	for i, p := range plans {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			errs[i] = w.relayPlan(relayCtx, ctx, p)
 		})
 	}
-	delivered := map[int64]bool{} // mailbox ids: each person gets one copy
-	deliverTo := func(mb directory.Member, via string) {
-		if delivered[mb.ID] {
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// relayPlan runs one message's transactions (one per next hop, at once)
+// and records the outcome.
+func (w *Worker) relayPlan(relayCtx, ctx context.Context, p *plan) error {
+	body, err := w.store.MessageBody(ctx, p.m.QueueID)
+	if err != nil {
+		// Left leased, like a directory failure: tried again later.
+		return fmt.Errorf("relaying %s: %w", p.m.QueueID, err)
+	}
+	results := make([][]Result, len(p.jobs))
+	var wg sync.WaitGroup
+	for i, j := range p.jobs {
+		rcpts := make([]string, len(j.rows))
+		for k, r := range j.rows {
+			rcpts[k] = r.rcpt.Address
+		}
+		wg.Go(func() {
+			results[i] = w.Relay.Send(relayCtx, j.route, p.m.Sender, rcpts, body)
+		})
+	}
+	wg.Wait()
+	for i, j := range p.jobs {
+		for k, r := range j.rows {
+			w.apply(p, j.route, r, results[i][k])
+		}
+	}
+	p.finish()
+	if err := w.store.Finish(ctx, []store.Delivery{p.delivery}); err != nil {
+		// The next hops have their replies; if they accepted, a retry
+		// after the lease ends may send the message again.
+		return fmt.Errorf("recording the relay outcome of %s: %w", p.m.QueueID, err)
+	}
+	return nil
+}
+
+// apply records a next hop's verdict on one recipient: its new state and a
+// trace event carrying the reply.
+func (w *Worker) apply(p *plan, route directory.Route, r *row, res Result) {
+	hop := describe(route)
+	attempt := r.rcpt.Attempts + 1
+	addr := r.rcpt.Address
+	switch res.Verdict {
+	case NotAttempted:
+		// Unchanged: still due, tried again in the next pass.
+		w.log.Warn("relay not attempted", "queue_id", p.m.QueueID, "recipient", addr, "reason", res.Reply)
+	case Accepted:
+		p.settle(w, r, queue.RecipientDelivered, res.Reply)
+		p.event(w, addr, trace.EventDelivered, trace.StatusDelivered,
+			fmt.Sprintf("delivered to next hop %s (attempt %d): %s", hop, attempt, res.Reply))
+	case Permanent:
+		p.settle(w, r, queue.RecipientFailed, res.Reply)
+		p.event(w, addr, trace.EventFailed, trace.StatusFailed,
+			fmt.Sprintf("refused by next hop %s (attempt %d): %s", hop, attempt, res.Reply))
+	case Temporary:
+		next, expired := w.Retry.Next(attempt, p.m.ReceivedAt, w.now())
+		if expired {
+			p.settle(w, r, queue.RecipientFailed, res.Reply)
+			p.event(w, addr, trace.EventFailed, trace.StatusFailed,
+				fmt.Sprintf("gave up after %d attempts: the message is older than the maximum age of %s; last reply from next hop %s: %s",
+					attempt, w.Retry.MaxAge, hop, res.Reply))
 			return
 		}
-		delivered[mb.ID] = true
-		d.Copies = append(d.Copies, store.MailboxCopy{MailboxID: mb.ID, Recipient: mb.Address})
-		detail := "delivered to mailbox " + mb.Address
-		if via != "" {
-			detail += " (member of " + via + ")"
-		}
-		event(mb.Address, trace.EventDelivered, trace.StatusDelivered, detail)
+		r.rcpt.State, r.rcpt.Attempts, r.rcpt.NextAttemptAt, r.rcpt.LastReply = queue.RecipientDeferred, attempt, next, res.Reply
+		r.rcpt.UpdatedAt = w.now()
+		r.changed = true
+		p.event(w, addr, trace.EventDeferred, trace.StatusPending,
+			fmt.Sprintf("deferred by next hop %s (attempt %d): %s; next attempt at %s", hop, attempt, res.Reply, next.UTC().Format(time.RFC3339)))
 	}
-	for _, rcpt := range m.Recipients {
-		entry, err := w.store.Lookup(ctx, rcpt)
-		if errors.Is(err, store.ErrNotFound) || err == nil && entry.TenantID != m.TenantID {
-			reason, err := w.noRecipient(ctx, m.TenantID, rcpt)
-			if err != nil {
-				return d, err
-			}
-			event(rcpt, trace.EventFailed, trace.StatusFailed, reason)
+}
+
+// finish gives rows that reach the same person as another row that row's
+// outcome, and collects the changed recipient states into the delivery.
+func (p *plan) finish() {
+	for _, r := range p.rows {
+		src := r.sameAs
+		if src == nil || !src.changed && src.rcpt.State.Open() {
 			continue
 		}
-		if err != nil {
-			return d, fmt.Errorf("looking up %s: %w", rcpt, err)
-		}
-		switch entry.Kind {
-		case directory.KindMailbox:
-			deliverTo(directory.Member{Kind: entry.Kind, ID: entry.ID, Address: entry.Address}, "")
-		case directory.KindGroup:
-			members, nested, err := w.expand(ctx, m.TenantID, entry.ID)
-			if err != nil {
-				return d, err
-			}
-			detail := fmt.Sprintf("expanded to %d mailbox%s", len(members), plural(len(members), "es"))
-			if len(nested) > 0 {
-				detail += " through nested groups " + strings.Join(nested, ", ")
-			}
-			event(entry.Address, trace.EventExpanded, trace.StatusExpanded, detail)
-			for _, mb := range members {
-				deliverTo(mb, entry.Address)
-			}
-		default:
-			event(rcpt, trace.EventFailed, trace.StatusFailed, "recipient is an HVE account; HVE accounts cannot receive mail")
+		r.rcpt.State, r.rcpt.NextAttemptAt, r.rcpt.LastReply, r.rcpt.UpdatedAt = src.rcpt.State, src.rcpt.NextAttemptAt, src.rcpt.LastReply, src.rcpt.UpdatedAt
+		r.rcpt.Attempts++
+		r.changed = true
+	}
+	for _, r := range p.rows {
+		if r.changed {
+			p.delivery.Recipients = append(p.delivery.Recipients, r.rcpt)
 		}
 	}
-	return d, nil
-}
-
-// noRecipient explains why an address accepted at submission has no
-// mailbox or group now.
-func (w *Worker) noRecipient(ctx context.Context, tenantID int64, rcpt string) (string, error) {
-	dom, err := w.store.DomainByName(ctx, directory.DomainOf(rcpt))
-	if errors.Is(err, store.ErrNotFound) || err == nil && dom.TenantID != tenantID {
-		// Another tenant's domain is reported like a removed one: tenants
-		// never learn of each other.
-		return "the recipient's domain is no longer an accepted domain", nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("looking up domain of %s: %w", rcpt, err)
-	}
-	if dom.Type == directory.InternalRelay {
-		return "no mailbox in the embedded store and no next hop is configured for internal-relay domain " + dom.Name, nil
-	}
-	return "the recipient no longer exists in the directory", nil
-}
-
-// expand returns the mailboxes a group reaches through any depth of nested
-// groups, each once, and the nested groups it passed through. Each group is
-// visited once, so membership loops end.
-func (w *Worker) expand(ctx context.Context, tenantID, groupID int64) (mailboxes []directory.Member, nested []string, err error) {
-	visited := map[int64]bool{groupID: true}
-	seen := map[int64]bool{}
-	todo := []int64{groupID}
-	for len(todo) > 0 {
-		id := todo[0]
-		todo = todo[1:]
-		g, err := w.store.Group(ctx, tenantID, id)
-		if errors.Is(err, store.ErrNotFound) {
-			continue // removed since it was listed as a member
-		}
-		if err != nil {
-			return nil, nil, fmt.Errorf("expanding group %d: %w", id, err)
-		}
-		for _, mem := range g.Members {
-			switch {
-			case mem.Kind == directory.KindGroup && !visited[mem.ID]:
-				visited[mem.ID] = true
-				nested = append(nested, mem.Address)
-				todo = append(todo, mem.ID)
-			case mem.Kind == directory.KindMailbox && !seen[mem.ID]:
-				seen[mem.ID] = true
-				mailboxes = append(mailboxes, mem)
-			}
-		}
-	}
-	return mailboxes, nested, nil
-}
-
-// plural returns suffix unless n is 1.
-func plural(n int, suffix string) string {
-	if n == 1 {
-		return ""
-	}
-	return suffix
 }

@@ -129,7 +129,7 @@ var seq atomic.Int64
 // would, and returns it.
 func (f *fixture) enqueue(rcpts ...string) *queue.Message {
 	f.t.Helper()
-	now := time.Now()
+	now := f.w.Now()
 	n := seq.Add(1)
 	body := fmt.Sprintf("From: %s\r\nSubject: test %d\r\n\r\nhello\r\n", sender, n)
 	m := &queue.Message{
@@ -220,7 +220,7 @@ func (f *fixture) events(m *queue.Message) []trace.Event {
 			f.t.Errorf("event %s of %s lacks the message's facts: %+v", e.Event, m.QueueID, e)
 		}
 		wantStatus := map[string]string{trace.EventDelivered: trace.StatusDelivered, trace.EventExpanded: trace.StatusExpanded,
-			trace.EventFailed: trace.StatusFailed}[e.Event]
+			trace.EventFailed: trace.StatusFailed, trace.EventDeferred: trace.StatusPending}[e.Event]
 		if e.Status != wantStatus {
 			f.t.Errorf("event %s for %s has status %q, want %q", e.Event, e.Recipient, e.Status, wantStatus)
 		}

@@ -50,6 +50,24 @@ type Settings struct {
 	// Retirement of basic auth, per endpoint.
 	HVEBasicAuth    Retirement `json:"hve_basic_auth"`
 	ClientBasicAuth Retirement `json:"client_basic_auth"`
+
+	// The tenant's limits (limits.go; docs/limits.md).
+	// DailyRecipientLimit caps the internal envelope recipients of all the
+	// tenant's HVE accounts together per UTC day; 0 means unlimited.
+	DailyRecipientLimit int64 `json:"daily_recipient_limit"`
+	// MaxHVEAccounts caps how many HVE accounts the tenant may have; 0
+	// means unlimited.
+	MaxHVEAccounts int64 `json:"max_hve_accounts"`
+	// ExternalSending says whether HVE accounts may send outside the
+	// accepted domains; "" means ExternalOff.
+	ExternalSending ExternalSending `json:"external_sending"`
+	// OutboundSmarthost (host:port) is where external mail leaves; empty
+	// means none, and external recipients are then refused.
+	OutboundSmarthost string `json:"outbound_smarthost"`
+	// PricePerMillion is the estimated cost of a million delivered
+	// recipients, for usage reports; a new tenant has
+	// DefaultPricePerMillion.
+	PricePerMillion float64 `json:"price_per_million"`
 }
 
 // AuthPolicy is an authentication policy: which legacy protocols an

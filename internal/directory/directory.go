@@ -109,6 +109,13 @@ type Account struct {
 	// AllowedNetworks, when not empty, are the only source networks (CIDR)
 	// the account may sign in from.
 	AllowedNetworks []string `json:"allowed_networks"`
+	// DailyRecipientLimit is the account's own cap of envelope recipients
+	// (internal and external) per UTC day; 0 means none.
+	DailyRecipientLimit int64 `json:"daily_recipient_limit"`
+	// WarnAt is a percentage of DailyRecipientLimit: when the day's count
+	// reaches it, the limits engine tells its Observer (once a day); 0
+	// means no warning.
+	WarnAt int `json:"warn_at"`
 }
 
 // SendsAs reports whether addr is the account's primary address or one of its

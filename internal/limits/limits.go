@@ -3,11 +3,17 @@
 // connections) and a pace (messages a minute, the excess delayed rather
 // than refused).
 //
-// The counters here are in memory, exact under concurrency within one
-// process, and read the time from an injectable Clock so that tests control
-// it. Callers use them through the interfaces Quota, Slots and Pacer, whose
-// Reserve/Commit/Release shape a database-backed implementation shared by
-// several nodes can take over unchanged.
+// The Engine (engine.go) enforces quotas exactly on one node or on several
+// sharing one database: recipients per day per account and per tenant,
+// external recipients and messages, per calendar day or rolling window. It
+// leases blocks of units from the store's counters (store.Counters) and
+// serves reservations from memory, so that the hot path costs no database
+// round trip. MemCounters is its in-memory store for a single process.
+//
+// The other counters here are in memory, per node: connection slots
+// (Concurrency), message pacing (RatePacer) and a simple rolling quota
+// (RollingWindow). All read the time from an injectable Clock so that
+// tests control it. docs/limits.md lists every limit and where it counts.
 package limits
 
 import (

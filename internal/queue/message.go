@@ -33,6 +33,54 @@ type Message struct {
 	// included). It is nil for messages claimed for delivery: local delivery
 	// does not need it, and relays load it on their own.
 	Body []byte
+	// Due holds, in a claimed message, the recipients due for an attempt
+	// (pending, or deferred with their next attempt due), in the order
+	// they were added. Enqueue ignores it: every envelope recipient starts
+	// pending.
+	Due []Recipient
+}
+
+// RecipientState is where one recipient of a queued message stands.
+type RecipientState string
+
+// The recipient states. Pending and deferred recipients are open: delivery
+// still has to deal with them. The others are final and never change again,
+// so that a recipient a next hop accepted is never sent the message again.
+const (
+	// RecipientPending: not attempted yet.
+	RecipientPending RecipientState = "pending"
+	// RecipientDeferred: an attempt failed temporarily; the next one is
+	// due at NextAttemptAt.
+	RecipientDeferred RecipientState = "deferred"
+	// RecipientDelivered: in the mailbox, or accepted by the next hop.
+	RecipientDelivered RecipientState = "delivered"
+	// RecipientFailed: refused for good, or out of time.
+	RecipientFailed RecipientState = "failed"
+	// RecipientExpanded: a distribution group; its members are recipients
+	// of their own.
+	RecipientExpanded RecipientState = "expanded"
+)
+
+// Open reports whether delivery still has to deal with the recipient.
+func (s RecipientState) Open() bool { return s == RecipientPending || s == RecipientDeferred }
+
+// Recipient is one recipient of a queued message and its delivery state:
+// an envelope recipient, or a member of an envelope group that is
+// delivered to a next hop (local copies of members need no state).
+type Recipient struct {
+	Address string `json:"address"`
+	// Via is the group the recipient was expanded from; empty for
+	// envelope recipients.
+	Via   string         `json:"via"`
+	State RecipientState `json:"state"`
+	// Attempts counts delivery attempts that reached a verdict (a reply
+	// of the next hop or a failure to talk to it).
+	Attempts      int       `json:"attempts"`
+	NextAttemptAt time.Time `json:"next_attempt_at"`
+	// LastReply is the last attempt's outcome: the next hop's reply, or
+	// why there was none.
+	LastReply string    `json:"last_reply"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // NewID returns a fresh queue id: 20 characters of Crockford base32 whose

@@ -240,8 +240,38 @@ var (
 	ExternalRecipient = &Reply{
 		Name: "external-recipient", Code: 550, Enhanced: smtp.EnhancedCode{5, 5, 105},
 		Text:  "External sending is not supported for High Volume Email accounts",
-		Cause: "The recipient's domain is not one of the tenant's accepted domains.",
-		Fix:   "HVE accounts send inside the organisation only. If the domain is the organisation's, add it with `hve domain add`.",
+		Cause: "The recipient's domain is not one of the tenant's accepted domains, and the tenant's external sending mode is `off` (the default).",
+		Fix:   "HVE accounts send inside the organisation only. If the domain is the organisation's, add it with `hve domain add`. To let accounts send outside within HVE's preview limits: `hve tenant set --external-sending limited --outbound-smarthost HOST:PORT`.",
+	}
+	ExternalNoSmarthost = &Reply{
+		Name: "external-no-smarthost", Code: 550, Enhanced: smtp.EnhancedCode{5, 7, 1},
+		Text:  "External sending is limited for this tenant but no outbound smarthost is configured; ask the admin to set one (hve tenant set --outbound-smarthost)",
+		Cause: "The tenant's external sending mode is `limited`, but external mail can only leave through an outbound smarthost and none is set.",
+		Fix:   "Set the smarthost the organisation sends outside mail through: `hve tenant set --outbound-smarthost HOST:PORT`; or turn external sending off (`--external-sending off`).",
+	}
+	ExternalRecipientQuota = &Reply{
+		Name: "external-recipient-quota", Code: 450, Enhanced: smtp.EnhancedCode{4, 5, 102},
+		Text:  "Message rejected as the tenant quota for external recipients was exceeded: limit of %d external recipients per day reached for %s; resets at 00:00 UTC",
+		Cause: "In `limited` external sending mode, the HVE account has sent to its limit of external recipients for the UTC day (2,000, as in HVE's preview).",
+		Fix:   "Wait until 00:00 UTC; the client retries later by itself. Internal recipients are not affected.",
+	}
+	ExternalRateLimit = &Reply{
+		Name: "external-rate-limit", Code: 450, Enhanced: smtp.EnhancedCode{4, 5, 104},
+		Text:  "Message rejected as the rate limit for external emails has been exceeded: at most %d messages with external recipients per minute for %s; try again after %s",
+		Cause: "In `limited` external sending mode, the HVE account has sent its limit of messages with external recipients in the last minute (10, as in HVE's preview). The first external recipient of a message counts it.",
+		Fix:   "Send fewer messages to outside recipients at once, or put several external recipients in one message; the client retries later by itself.",
+	}
+	TenantDailyRecipientLimit = &Reply{
+		Name: "tenant-daily-recipient-limit", Code: 452, Enhanced: smtp.EnhancedCode{4, 5, 3},
+		Text:  "Daily internal recipient limit of %d reached for tenant %s; resets at 00:00 UTC",
+		Cause: "The tenant's HVE accounts together have sent to the tenant's daily limit of internal recipients (`hve tenant set --daily-recipient-limit`; unlimited unless set, HVE's preview had 100,000).",
+		Fix:   "Wait until 00:00 UTC, or raise the limit: `hve tenant set --daily-recipient-limit N|unlimited`. `hve tenant show` shows it.",
+	}
+	AccountDailyRecipientLimit = &Reply{
+		Name: "account-daily-recipient-limit", Code: 452, Enhanced: smtp.EnhancedCode{4, 5, 3},
+		Text:  "Daily recipient limit of %d reached for %s; resets at 00:00 UTC",
+		Cause: "The HVE account has sent to its own daily recipient cap (internal and external recipients, per UTC day), set by an admin.",
+		Fix:   "Wait until 00:00 UTC, or raise the account's cap: `hve account set ADDRESS --daily-recipient-limit N|none`.",
 	}
 	RecipientNotFound = &Reply{
 		Name: "recipient-not-found", Code: 550, Enhanced: smtp.EnhancedCode{5, 1, 10},
@@ -296,6 +326,7 @@ var Own = []*Reply{
 	MailboxRecipientQuota, MailboxRelayDenied,
 	AuthTemporaryFailure, UnsupportedMechanism,
 	NotAuthenticated, SenderDenied, InvalidAddress, TooManyRecipients, ExternalRecipient,
+	ExternalNoSmarthost, ExternalRecipientQuota, ExternalRateLimit, TenantDailyRecipientLimit, AccountDailyRecipientLimit,
 	RecipientNotFound, MessageTooLarge, MalformedHeader, HeaderFromDenied,
 	StorageUnavailable, StorageFull, Accepted,
 }

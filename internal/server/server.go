@@ -25,13 +25,17 @@ import (
 	"hve/internal/config"
 	"hve/internal/delivery"
 	"hve/internal/directory"
+	"hve/internal/limits"
 	"hve/internal/oauth"
 	"hve/internal/queue"
+	"hve/internal/report"
 	"hve/internal/smtpd"
 	"hve/internal/store"
 	"hve/internal/store/sqlite"
 	"hve/internal/tlsutil"
 	"hve/internal/trace"
+	"hve/internal/usage"
+	"hve/internal/webui"
 )
 
 // Server is one running hve node.
@@ -57,6 +61,7 @@ type Server struct {
 	http      *http.Server
 	spool     *queue.Spool
 	recorder  *trace.Recorder
+	limits    *limits.Engine // the quotas of both endpoints
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 }
@@ -90,6 +95,9 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, e
 func (s *Server) start(ctx context.Context) (err error) {
 	cfg := s.Config
 	if err := ensureDefaultTenant(ctx, s.Store); err != nil {
+		return err
+	}
+	if err := applyConfigRoutes(ctx, s.Store, cfg.Routes, s.log); err != nil {
 		return err
 	}
 	tokenHash, err := s.adminToken()
@@ -133,12 +141,29 @@ func (s *Server) start(ctx context.Context) (err error) {
 	runCtx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	worker := delivery.NewWorker(s.Store, nodeID(cfg.Hostname), s.log.With("part", "delivery"))
+	worker.Relay.Hostname = cfg.Hostname
+	if cfg.Delivery.MaxAge > 0 {
+		worker.Retry.MaxAge = cfg.Delivery.MaxAge
+	}
 	s.spool = queue.NewSpool(s.Store, func([]*queue.Message) { worker.Wake() }, s.log.With("part", "spool"))
 	s.recorder = trace.NewRecorder(s.Store, s.log.With("part", "trace"))
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		worker.Run(runCtx)
+	}()
+	// Usage metering and detailed reports work from trace, apart from the
+	// paths that write it.
+	meter := usage.NewAggregator(s.Store, s.log.With("part", "usage"))
+	reports := report.NewRunner(s.Store, nodeID(cfg.Hostname), s.log.With("part", "reports"))
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		meter.Run(runCtx)
+	}()
+	go func() {
+		defer s.wg.Done()
+		reports.Run(runCtx)
 	}()
 
 	s.OAuth = oauth.New(s.Store, oauth.Config{IssuerURL: issuer}, s.log.With("part", "oauth"))
@@ -147,12 +172,23 @@ func (s *Server) start(ctx context.Context) (err error) {
 	}
 	s.Access = access.New(s.Store, s.OAuth, s.recorder, access.Config{}, s.log.With("part", "access"))
 
+	// One limits engine for both endpoints, over the store's counters, so
+	// that quotas hold across endpoints and nodes.
+	limitsLog := s.log.With("part", "limits")
+	s.limits = limits.NewEngine(s.Store, limits.EngineConfig{Log: limitsLog, Observer: warnLogger(limitsLog)})
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.limits.Run(runCtx)
+	}()
+
 	s.endpoint = smtpd.New(runCtx, smtpd.Config{
 		Endpoint:        directory.EndpointHVE,
 		Hostname:        cfg.Hostname,
 		TLS:             tlsConfig,
 		MaxRecipients:   cfg.SMTP.MaxRecipients,
 		MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
+		Limits:          s.limits,
 	}, s.Store, s.Access, s.spool, s.recorder, s.log.With("part", "smtp"))
 	sl, err := listen("SMTP", cfg.SMTP.Addr)
 	if err != nil {
@@ -171,6 +207,7 @@ func (s *Server) start(ctx context.Context) (err error) {
 			MessagesPerMinute: cfg.Client.MessagesPerMinute,
 			RecipientsPerDay:  cfg.Client.RecipientsPerDay,
 			MaxConnections:    cfg.Client.MaxConnections,
+			Limits:            s.limits,
 		}, s.Store, s.Access, s.spool, s.recorder, s.log.With("part", "smtp-client"))
 		cl, err := listen("client SMTP", cfg.Client.Addr)
 		if err != nil {
@@ -180,10 +217,19 @@ func (s *Server) start(ctx context.Context) (err error) {
 		s.serveSMTP(s.client, cl)
 	}
 
+	api := admin.New(s.Store, tokenHash, s.log.With("part", "admin"), admin.Options{
+		Diagnoser: s.Access, Sessions: s, Keys: s.OAuth, OAuth: s.OAuth.Handler(), Settings: s,
+		Usage: meter, Reports: reports,
+	})
+	// The web admin center serves its pages on the admin listener and
+	// hands /api/, /oauth2/, /.well-known/ and /healthz to the API.
+	ui, err := webui.New(webui.Config{API: api, Store: s.Store, Log: s.log.With("part", "webui"),
+		SecureCookies: strings.HasPrefix(cfg.Admin.PublicURL, "https://")})
+	if err != nil {
+		return fmt.Errorf("web admin center: %w", err)
+	}
 	s.http = &http.Server{
-		Handler: admin.New(s.Store, tokenHash, s.log.With("part", "admin"), admin.Options{
-			Diagnoser: s.Access, Sessions: s, Keys: s.OAuth, OAuth: s.OAuth.Handler(),
-		}),
+		Handler:           ui,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
@@ -229,6 +275,27 @@ func (s *Server) CloseSessions(tenantID int64, kind directory.Kind, id int64) in
 	return n
 }
 
+// SettingsChanged makes both endpoints read a tenant's limit settings and
+// its accounts' thresholds again for their next transactions. The admin
+// API calls it after every change of them; other nodes see a change within
+// smtpd.DefaultSettingsTTL.
+func (s *Server) SettingsChanged(tenantID int64) {
+	for _, e := range []*smtpd.Endpoint{s.endpoint, s.client} {
+		if e != nil {
+			e.SettingsChanged(tenantID)
+		}
+	}
+}
+
+// warnLogger is the limits engine's Observer until alerts are built: it
+// logs that an account's daily recipients reached its warning level.
+func warnLogger(log *slog.Logger) limits.Observer {
+	return limits.ObserverFunc(func(_ context.Context, c limits.Crossing) {
+		log.Warn("usage crossed warn level", "tenant_id", c.Subject.TenantID, c.Subject.Kind, c.Subject.Name,
+			"used", c.Used, "limit", c.Limit, "warn_at_percent", c.WarnAt, "window", c.Window.Format(time.DateOnly), "counter", c.Key)
+	})
+}
+
 func isClosed(err error) bool {
 	return errors.Is(err, net.ErrClosed) || strings.Contains(err.Error(), "server closed")
 }
@@ -265,6 +332,14 @@ func (s *Server) Close() error {
 			s.cancel()
 		}
 		s.wg.Wait()
+		if s.limits != nil {
+			// Units leased and not used go back, for the other nodes.
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if err := s.limits.Close(ctx); err != nil {
+				s.log.Error("limits: returning unused quota at shutdown", "err", err)
+			}
+			cancel()
+		}
 		if s.recorder != nil {
 			s.recorder.Close()
 		}

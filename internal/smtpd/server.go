@@ -27,10 +27,13 @@ import (
 )
 
 // Directory is what sessions need to know about the organisation to check
-// recipients.
+// recipients, and the tenant settings and account thresholds their limits
+// come from.
 type Directory interface {
 	DomainByName(ctx context.Context, name string) (directory.Domain, error)
 	Lookup(ctx context.Context, address string) (directory.Entry, error)
+	Tenant(ctx context.Context, id int64) (directory.Tenant, error)
+	Account(ctx context.Context, tenantID, id int64) (directory.Account, error)
 }
 
 // Authenticator decides sign-ins (access.Checker implements it).
@@ -87,6 +90,16 @@ type Config struct {
 	// Clock tells the time (limits, Received and Date headers); nil
 	// means time.Now.
 	Clock func() time.Time
+	// Limits counts the quotas: recipients per day per tenant and account,
+	// external recipients and messages (HVE endpoint), recipients per
+	// rolling day per mailbox (client endpoint). A node's endpoints share
+	// one engine over the store's counters; nil gives the endpoint an
+	// engine of its own over in-memory counters (one process only).
+	Limits *limits.Engine
+	// SettingsTTL is how long limit settings are reused before they are
+	// read again; 0 means DefaultSettingsTTL, negative means every
+	// transaction reads them.
+	SettingsTTL time.Duration
 }
 
 // Endpoint is one SMTP submission endpoint.
@@ -100,8 +113,11 @@ type Endpoint struct {
 	ctx    context.Context
 	server *smtp.Server
 
-	// The per-mailbox limits; nil on the HVE endpoint.
-	recipients  limits.Quota
+	// limits counts the quotas; settings caches what they come from.
+	limits   *limits.Engine
+	settings *settingsCache
+	// The per-mailbox connection and pace limits, in memory on each
+	// node; nil on the HVE endpoint.
 	connections limits.Slots
 	pacer       limits.Pacer
 
@@ -152,10 +168,16 @@ func New(ctx context.Context, cfg Config, dir Directory, auth Authenticator, spo
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
+	if cfg.Limits == nil {
+		cfg.Limits = limits.NewEngine(limits.NewMemCounters(), limits.EngineConfig{Clock: cfg.Clock, Log: log})
+	}
+	if cfg.SettingsTTL == 0 {
+		cfg.SettingsTTL = DefaultSettingsTTL
+	}
 	e := &Endpoint{cfg: cfg, dir: dir, auth: auth, spool: spool, trace: rec, log: log, ctx: ctx,
+		limits: cfg.Limits, settings: newSettingsCache(cfg.SettingsTTL),
 		sessions: map[identityKey]map[*session]struct{}{}}
 	if client {
-		e.recipients = limits.NewRollingWindow(int64(cfg.RecipientsPerDay), 24*time.Hour, cfg.Clock)
 		e.connections = limits.NewConcurrency(int64(cfg.MaxConnections))
 		e.pacer = limits.NewRatePacer(int64(cfg.MessagesPerMinute), time.Minute, cfg.Clock)
 	}

@@ -37,9 +37,12 @@ type session struct {
 	// key is the identity in the endpoint's registry (guarded by e.mu).
 	key identityKey
 
-	// The transaction in progress.
-	from  string
-	rcpts []string
+	// The transaction in progress: its limits (read at MAIL), sender and
+	// recipients, and whether one of them is external.
+	policy   policy
+	from     string
+	rcpts    []string
+	external bool
 
 	// mu guards what Logout releases, and the sign-in that takes it:
 	// Logout may come from another goroutine (an admin revoking the
@@ -230,12 +233,21 @@ func (s *session) Mail(from string, _ *smtp.MailOptions) error {
 	if !s.sender.sendsAs(addr) {
 		return s.refuse("", reply.SenderDenied.Err())
 	}
+	ctx, cancel := s.ctx()
+	defer cancel()
+	p, err := s.e.policyOf(ctx, s.sender)
+	if err != nil {
+		s.log.Error("mail: limit settings unavailable", "err", err)
+		return reply.StorageUnavailable.Err()
+	}
+	s.policy = p
 	s.from = addr
 	return nil
 }
 
-// Rcpt adds a recipient if it is inside the organisation, exists and, on
-// the client endpoint, fits the mailbox's recipient quota.
+// Rcpt adds a recipient if it is inside the organisation and exists (or,
+// where the tenant allows external sending, is routed outside), and fits
+// the sender's quotas.
 func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	addr, err := directory.NormalizeAddress(to)
 	if err != nil {
@@ -253,10 +265,7 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	defer cancel()
 	dom, err := s.e.dir.DomainByName(ctx, directory.DomainOf(addr))
 	if errors.Is(err, store.ErrNotFound) || err == nil && dom.TenantID != s.sender.tenantID {
-		if s.client() {
-			return s.refuse(addr, reply.MailboxRelayDenied.Err())
-		}
-		return s.refuse(addr, reply.ExternalRecipient.Err())
+		return s.rcptExternal(ctx, addr)
 	}
 	if err != nil {
 		s.log.Error("rcpt: domain lookup failed", "rcpt", addr, "err", err)
@@ -276,38 +285,33 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		s.log.Error("rcpt: address lookup failed", "rcpt", addr, "err", err)
 		return reply.StorageUnavailable.Err()
 	}
-	if s.e.recipients != nil {
-		if rerr := s.reserveRecipient(ctx, addr); rerr != nil {
-			return rerr
-		}
+	if rerr := s.reserve(ctx, addr, s.recipientChecks(false, false)); rerr != nil {
+		return rerr
 	}
 	s.rcpts = append(s.rcpts, addr)
 	return nil
 }
 
-// reserveRecipient holds one unit of the mailbox's daily recipient quota
-// until the message is queued (committed) or dropped (released).
-func (s *session) reserveRecipient(ctx context.Context, addr string) *smtp.SMTPError {
-	r, err := s.e.recipients.Reserve(ctx, limitKey(s.sender), 1)
-	var exceeded *limits.ExceededError
-	if errors.As(err, &exceeded) {
-		frees := "later"
-		if !exceeded.FreesAt.IsZero() {
-			frees = exceeded.FreesAt.UTC().Format("2006-01-02 15:04 UTC")
-		}
-		return s.refuse(addr, reply.MailboxRecipientQuota.Format(s.e.cfg.RecipientsPerDay, s.sender.address, frees))
+// rcptExternal deals with a recipient outside the tenant's accepted
+// domains. Mailboxes never send outside; HVE accounts only where the
+// tenant's external sending mode is limited and an outbound smarthost
+// carries the mail, within the external quotas. The recipient is queued
+// with the others; delivery routes it to the smarthost.
+func (s *session) rcptExternal(ctx context.Context, addr string) error {
+	set := s.policy.tenant.Settings
+	switch {
+	case s.client():
+		return s.refuse(addr, reply.MailboxRelayDenied.Err())
+	case !set.ExternalLimitedMode():
+		return s.refuse(addr, reply.ExternalRecipient.Err())
+	case set.OutboundSmarthost == "":
+		return s.refuse(addr, reply.ExternalNoSmarthost.Err())
 	}
-	if err != nil {
-		s.log.Error("rcpt: recipient quota unavailable", "rcpt", addr, "err", err)
-		return reply.StorageUnavailable.Err()
+	if rerr := s.reserve(ctx, addr, s.recipientChecks(true, !s.external)); rerr != nil {
+		return rerr
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.loggedOut { // revoked meanwhile: give it back at once
-		r.Release(ctx)
-		return reply.StorageUnavailable.Err()
-	}
-	s.held = append(s.held, r)
+	s.external = true
+	s.rcpts = append(s.rcpts, addr)
 	return nil
 }
 
@@ -354,14 +358,23 @@ func (s *session) Data(r io.Reader) error {
 			Detail: detail, ClientIP: s.ip, Subject: msg.Subject, Size: msg.Size,
 		}
 	}
+	// From here this goroutine decides the reservations' fate: a Logout
+	// from another goroutine (a revocation) while the message is being
+	// queued must not give back the units of a message that gets queued.
+	held := s.takeHeld()
 	if err := s.e.spool.Submit(ctx, msg, events); err != nil {
 		s.log.Error("message not queued", "err", err)
+		release(held, s.log)
 		if errors.Is(err, store.ErrFull) {
 			return reply.StorageFull.Err()
 		}
 		return reply.StorageUnavailable.Err()
 	}
-	s.commitRecipients(ctx)
+	for _, r := range held {
+		if err := r.Commit(ctx); err != nil {
+			s.log.Error("recipient quota: commit failed", "err", err)
+		}
+	}
 	s.log.Info("message queued", "queue_id", msg.QueueID, "message_id", msg.MessageID, "recipients", len(msg.Recipients),
 		"size", msg.Size, "not_before", msg.NotBefore)
 	// go-smtp sends an error's code and text as the reply, so a 250 with
@@ -369,28 +382,25 @@ func (s *session) Data(r io.Reader) error {
 	return reply.Accepted.Format(msg.QueueID)
 }
 
-// commitRecipients counts the queued message's recipients in the quota.
-func (s *session) commitRecipients(ctx context.Context) {
+// takeHeld takes the transaction's reservations out of the session.
+func (s *session) takeHeld() []limits.Reservation {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	held := s.held
 	s.held = nil
-	s.mu.Unlock()
-	for _, r := range held {
-		if err := r.Commit(ctx); err != nil {
-			s.log.Error("recipient quota: commit failed", "err", err)
-		}
-	}
+	return held
 }
 
 // releaseRecipients gives back the recipients of a dropped transaction.
 func (s *session) releaseRecipients() {
-	s.mu.Lock()
-	held := s.held
-	s.held = nil
-	s.mu.Unlock()
+	release(s.takeHeld(), s.log)
+}
+
+// release gives reservations back.
+func release(held []limits.Reservation, log *slog.Logger) {
 	for _, r := range held {
 		if err := r.Release(context.Background()); err != nil {
-			s.log.Error("recipient quota: release failed", "err", err)
+			log.Error("recipient quota: release failed", "err", err)
 		}
 	}
 }
@@ -413,6 +423,7 @@ func (s *session) refuse(rcpt string, e *smtp.SMTPError) *smtp.SMTPError {
 func (s *session) Reset() {
 	s.from = ""
 	s.rcpts = nil
+	s.external = false
 	s.releaseRecipients()
 }
 

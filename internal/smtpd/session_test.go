@@ -124,6 +124,7 @@ type fixture struct {
 	tenant   int64
 	mailbox  directory.Mailbox // shared, the mailbox with a password
 	writer   *flakyWriter
+	rec      *recorder // the refusals, which do not go through the spool
 	addr     string
 	endpoint *smtpd.Endpoint
 }
@@ -194,7 +195,7 @@ func newFixtureWith(t *testing.T, cfg smtpd.Config, wrap func(fullDirectory) ful
 		e.Close()
 		spool.Close()
 	})
-	return &fixture{t: t, st: st, tenant: ten.ID, mailbox: shared, writer: w, addr: l.Addr().String(), endpoint: e}
+	return &fixture{t: t, st: st, tenant: ten.ID, mailbox: shared, writer: w, rec: rec, addr: l.Addr().String(), endpoint: e}
 }
 
 // client is a minimal raw SMTP client that shows replies as sent.

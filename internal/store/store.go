@@ -26,22 +26,29 @@ var (
 	ErrInvalid = errors.New("invalid")
 	// ErrFull: the disk holding the store is full.
 	ErrFull = errors.New("storage full")
+	// ErrLimit: the change would go beyond a limit of the tenant (such as
+	// its maximum number of HVE accounts); the error says which.
+	ErrLimit = errors.New("limit reached")
 )
 
 // Store is everything hve keeps.
 type Store interface {
 	Directory
 	Access
+	Routes
 	Queue
 	Mailboxes
 	Trace
+	Usage
+	Counters
+	Admins
 	Close() error
 }
 
 // Directory holds tenants and their objects. Addresses are unique across all
 // tenants (a domain belongs to one tenant) and stored in lower case.
 type Directory interface {
-	// CreateTenant creates a tenant with default settings and the built-in
+	// CreateTenant creates a tenant with directory.DefaultSettings and the built-in
 	// report-only Conditional Access policy directory.BuiltInBlockLegacy.
 	CreateTenant(ctx context.Context, name string) (directory.Tenant, error)
 	Tenants(ctx context.Context) ([]directory.Tenant, error)
@@ -69,12 +76,16 @@ type Directory interface {
 	UpdateMailbox(ctx context.Context, m directory.Mailbox) (directory.Mailbox, error)
 	RemoveMailbox(ctx context.Context, tenantID, id int64) error
 
+	// CreateAccount fails with ErrLimit when the tenant already has its
+	// Settings.MaxHVEAccounts accounts; the count and the insert are one
+	// atomic step, so racing creations cannot pass the maximum.
 	CreateAccount(ctx context.Context, a directory.Account) (directory.Account, error)
 	Accounts(ctx context.Context, tenantID int64) ([]directory.Account, error)
 	Account(ctx context.Context, tenantID, id int64) (directory.Account, error)
 	// UpdateAccount replaces the account's changeable fields (display name,
 	// aliases, reply-to, enabled, password hash, authentication policy,
-	// tokens-valid-from, allowed apps, allowed networks). A named policy
+	// tokens-valid-from, allowed apps, allowed networks, daily recipient
+	// limit, warning level). A named policy
 	// must exist and the allowed apps be at most MaxAllowedApps (ErrInvalid).
 	UpdateAccount(ctx context.Context, a directory.Account) (directory.Account, error)
 	RemoveAccount(ctx context.Context, tenantID, id int64) error
@@ -161,19 +172,49 @@ type Access interface {
 	PruneSigningKeys(ctx context.Context, retiredBefore time.Time) error
 }
 
+// Routes holds how each tenant's mail is delivered: per accepted domain,
+// and a default route (domain directory.DefaultRouteDomain) for the
+// tenant's other domains. Domains without a route, and tenants without a
+// default route, are delivered locally.
+type Routes interface {
+	// SetRoute creates or replaces the route of r.Domain in tenant
+	// r.TenantID, after r.Normalize (ErrInvalid with its reason). The
+	// domain must not be an accepted domain of another tenant (ErrInvalid);
+	// it need not be accepted by this tenant yet, so that a configuration
+	// file can name a route before the admin adds the domain.
+	SetRoute(ctx context.Context, r directory.Route) (directory.Route, error)
+	// Routes lists a tenant's routes by domain ("*" first), passwords
+	// included: delivery needs them.
+	Routes(ctx context.Context, tenantID int64) ([]directory.Route, error)
+	RemoveRoute(ctx context.Context, tenantID int64, domain string) error
+}
+
 // Queue is the durable spool and its work queue.
+//
+// Each queued message has one state row per recipient (queue.Recipient):
+// every envelope recipient from Enqueue on, and group members that delivery
+// adds when it relays them. A message stays queued while any recipient is
+// open (pending or deferred); its next attempt is due when its earliest
+// open recipient's is. Final states never change.
 type Queue interface {
 	// Enqueue stores messages and their trace events in one transaction and
 	// returns only once they are durable (fsynced). Callers batch many
 	// messages into one call so that they share one sync (group commit).
 	Enqueue(ctx context.Context, msgs []*queue.Message, events []trace.Event) error
 	// Claim leases up to limit messages that are due for delivery and not
-	// leased by a live owner, until now+lease. Bodies are not loaded.
+	// leased by a live owner, until now+lease. Each carries its recipients
+	// due at now in Due. Bodies are not loaded.
 	Claim(ctx context.Context, owner string, now time.Time, limit int, lease time.Duration) ([]*queue.Message, error)
-	// Finish records deliveries atomically: mailbox copies, trace events and
-	// the end of each message's time in the queue. A delivery is idempotent:
-	// a copy already in a mailbox is not made twice.
+	// Finish records deliveries atomically: mailbox copies, trace events,
+	// the new state of recipients, and for each message either the end of
+	// its time in the queue (no recipient is open any more) or its next
+	// attempt time; either way its lease ends. A delivery is idempotent: a
+	// copy already in a mailbox is not made twice, and a recipient in a
+	// final state keeps it.
 	Finish(ctx context.Context, deliveries []Delivery) error
+	// QueueRecipients returns the state of every recipient of a message in
+	// the order they were added (ErrNotFound for an unknown queue id).
+	QueueRecipients(ctx context.Context, queueID string) ([]queue.Recipient, error)
 	// MessageBody returns a queued or delivered message's content.
 	MessageBody(ctx context.Context, queueID string) ([]byte, error)
 	// QueueDepth counts messages not yet finished.
@@ -186,6 +227,11 @@ type Delivery struct {
 	// Copies go into the embedded mailbox store.
 	Copies []MailboxCopy
 	Events []trace.Event
+	// Recipients are the new states of the message's recipients, matched
+	// by address; an address the message does not have yet is added (a
+	// group member delivered to a next hop). Recipients not named keep
+	// their state.
+	Recipients []queue.Recipient
 }
 
 // MailboxCopy puts a message into one mailbox.
@@ -228,4 +274,58 @@ type Mailboxes interface {
 type Trace interface {
 	AddEvents(ctx context.Context, events []trace.Event) error
 	SearchTrace(ctx context.Context, q trace.Query) ([]trace.Event, error)
+}
+
+// Counters are the quota counters the limits engine (package limits) shares
+// between nodes. A counter is a key (such as "account/42/rcpt/day") with
+// buckets: the units counted in one period of time (a UTC day, a minute).
+// A limit applies to the sum of the buckets since some time.
+//
+// Nodes do not count every unit here: they lease blocks of units with
+// LeaseQuota, serve them from memory, and give back with ReturnQuota what
+// they did not use. The store's one promise is atomicity: racing leases,
+// from any number of goroutines and nodes, never take the sum of a
+// counter's buckets since lease.Since over lease.Limit.
+type Counters interface {
+	// LeaseQuota adds units to the bucket l.Bucket of l.Key, in one atomic
+	// step with the check of the buckets from l.Since to l.Bucket: it
+	// grants l.Want units if they fit under l.Limit, else as many as fit
+	// if that is at least l.Need, else none. It returns the units granted
+	// and the sum of those buckets afterwards.
+	LeaseQuota(ctx context.Context, l QuotaLease) (granted, used int64, err error)
+	// ReturnQuota takes n units leased earlier back out of a bucket; a
+	// bucket never goes below zero, and one already forgotten is left so.
+	ReturnQuota(ctx context.Context, key string, bucket time.Time, n int64) error
+	// QuotaBuckets lists the buckets of key that start at or after since,
+	// oldest first, leaving out empty ones.
+	QuotaBuckets(ctx context.Context, key string, since time.Time) ([]QuotaBucket, error)
+	// MarkQuotaEvent records that an event (such as "warning level
+	// crossed") happened for key in the window starting at window; it
+	// reports true to the first caller only, on any node. The mark is kept
+	// until expires.
+	MarkQuotaEvent(ctx context.Context, key string, window, expires time.Time) (bool, error)
+	// PruneQuota forgets buckets and marks that expired at or before now.
+	PruneQuota(ctx context.Context, now time.Time) error
+}
+
+// QuotaLease asks Counters.LeaseQuota for units of one counter.
+type QuotaLease struct {
+	Key string
+	// Bucket is the start of the bucket the units are counted in.
+	Bucket time.Time
+	// Since is the start of the window: the buckets from it to Bucket
+	// count toward Limit. For a calendar window it is Bucket.
+	Since time.Time
+	// Expires is when Bucket stops counting in any window; the store may
+	// forget it afterwards.
+	Expires time.Time
+	// Need is the least number of units worth granting, Want the most.
+	Need, Want int64
+	Limit      int64
+}
+
+// QuotaBucket is the units counted in one bucket of a counter.
+type QuotaBucket struct {
+	Start time.Time
+	Used  int64
 }

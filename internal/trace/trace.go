@@ -16,6 +16,10 @@ const (
 	EventExpanded  = "Expanded"  // a distribution group was expanded
 	EventDelivered = "Delivered" // a copy reached the recipient's mailbox
 	EventFailed    = "Failed"    // delivery to the recipient failed for good
+	// EventDeferred: an attempt to hand the message to a next hop failed
+	// temporarily; the status stays Pending and Detail holds the next
+	// hop's reply and when the next attempt is due.
+	EventDeferred = "Deferred"
 	// EventSignInRefused: a sign-in was refused; Sender is the username,
 	// Detail the reply and the reason (a Conditional Access policy's name).
 	EventSignInRefused = "SignInRefused"

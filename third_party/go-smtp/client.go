@@ -332,6 +332,27 @@ func (c *Client) startTLS(config *tls.Config) error {
 	return nil
 }
 
+// StartTLS sends the STARTTLS command, switches the connection to TLS and
+// completes the handshake, so that a handshake failure is reported here
+// rather than by the next command. Call it after looking at the server's
+// extensions (Extension("STARTTLS")).
+//
+// hve patch: upstream only offers DialStartTLS and NewClientStartTLS, which
+// fail outright when the server offers no STARTTLS; a relay that uses TLS
+// opportunistically must decide after the EHLO reply.
+func (c *Client) StartTLS(config *tls.Config) error {
+	if err := c.startTLS(config); err != nil {
+		return err
+	}
+	tc, ok := c.conn.(*tls.Conn)
+	if !ok {
+		return errors.New("smtp: STARTTLS did not switch to TLS")
+	}
+	tc.SetDeadline(time.Now().Add(c.CommandTimeout))
+	defer tc.SetDeadline(time.Time{})
+	return tc.Handshake()
+}
+
 // TLSConnectionState returns the client's TLS connection state.
 // The return values are their zero values if STARTTLS did
 // not succeed.
@@ -424,11 +445,28 @@ func (c *Client) Auth(a sasl.Client) error {
 //
 // If server returns an error, it will be of type *SMTPError.
 func (c *Client) Mail(from string, opts *MailOptions) error {
-	if err := validateLine(from); err != nil {
-		return err
-	}
 	if err := c.hello(); err != nil {
 		return err
+	}
+	line, err := c.mailCommand(from, opts)
+	if err != nil {
+		return err
+	}
+	if _, _, err := c.cmd(250, "%s", line); err != nil {
+		return err
+	}
+
+	// A new transaction has started, forget the previous recipients.
+	c.rcpts = nil
+
+	return nil
+}
+
+// mailCommand builds the MAIL command line for Mail and MailRcpts.
+// hve patch: moved out of Mail, unchanged, so that MailRcpts can pipeline it.
+func (c *Client) mailCommand(from string, opts *MailOptions) (string, error) {
+	if err := validateLine(from); err != nil {
+		return "", err
 	}
 
 	var sb strings.Builder
@@ -445,14 +483,14 @@ func (c *Client) Mail(from string, opts *MailOptions) error {
 		if _, ok := c.ext["REQUIRETLS"]; ok {
 			sb.WriteString(" REQUIRETLS")
 		} else {
-			return errors.New("smtp: server does not support REQUIRETLS")
+			return "", errors.New("smtp: server does not support REQUIRETLS")
 		}
 	}
 	if opts != nil && opts.UTF8 {
 		if _, ok := c.ext["SMTPUTF8"]; ok {
 			sb.WriteString(" SMTPUTF8")
 		} else {
-			return errors.New("smtp: server does not support SMTPUTF8")
+			return "", errors.New("smtp: server does not support SMTPUTF8")
 		}
 	}
 	if _, ok := c.ext["DSN"]; ok && opts != nil {
@@ -462,11 +500,11 @@ func (c *Client) Mail(from string, opts *MailOptions) error {
 		case "":
 			// This space is intentionally left blank
 		default:
-			return errors.New("smtp: Unknown RET parameter value")
+			return "", errors.New("smtp: Unknown RET parameter value")
 		}
 		if opts.EnvelopeID != "" {
 			if !isPrintableASCII(opts.EnvelopeID) {
-				return errors.New("smtp: Malformed ENVID parameter value")
+				return "", errors.New("smtp: Malformed ENVID parameter value")
 			}
 			fmt.Fprintf(&sb, " ENVID=%s", encodeXtext(opts.EnvelopeID))
 		}
@@ -477,14 +515,7 @@ func (c *Client) Mail(from string, opts *MailOptions) error {
 		}
 		// We can safely discard parameter if server does not support AUTH.
 	}
-	if _, _, err := c.cmd(250, "%s", sb.String()); err != nil {
-		return err
-	}
-
-	// A new transaction has started, forget the previous recipients.
-	c.rcpts = nil
-
-	return nil
+	return sb.String(), nil
 }
 
 // Rcpt issues a RCPT command to the server using the provided email address.
@@ -496,8 +527,22 @@ func (c *Client) Mail(from string, opts *MailOptions) error {
 //
 // If server returns an error, it will be of type *SMTPError.
 func (c *Client) Rcpt(to string, opts *RcptOptions) error {
-	if err := validateLine(to); err != nil {
+	line, err := c.rcptCommand(to, opts)
+	if err != nil {
 		return err
+	}
+	if _, _, err := c.cmd(25, "%s", line); err != nil {
+		return err
+	}
+	c.rcpts = append(c.rcpts, to)
+	return nil
+}
+
+// rcptCommand builds the RCPT command line for Rcpt and MailRcpts.
+// hve patch: moved out of Rcpt, unchanged, so that MailRcpts can pipeline it.
+func (c *Client) rcptCommand(to string, opts *RcptOptions) (string, error) {
+	if err := validateLine(to); err != nil {
+		return "", err
 	}
 
 	var sb strings.Builder
@@ -508,7 +553,7 @@ func (c *Client) Rcpt(to string, opts *RcptOptions) error {
 		if len(opts.Notify) != 0 {
 			sb.WriteString(" NOTIFY=")
 			if err := checkNotifySet(opts.Notify); err != nil {
-				return errors.New("smtp: Malformed NOTIFY parameter value")
+				return "", errors.New("smtp: Malformed NOTIFY parameter value")
 			}
 			for i, v := range opts.Notify {
 				if i != 0 {
@@ -522,7 +567,7 @@ func (c *Client) Rcpt(to string, opts *RcptOptions) error {
 			switch opts.OriginalRecipientType {
 			case DSNAddressTypeRFC822:
 				if !isPrintableASCII(opts.OriginalRecipient) {
-					return errors.New("smtp: Illegal address")
+					return "", errors.New("smtp: Illegal address")
 				}
 				enc = encodeXtext(opts.OriginalRecipient)
 			case DSNAddressTypeUTF8:
@@ -532,7 +577,7 @@ func (c *Client) Rcpt(to string, opts *RcptOptions) error {
 					enc = encodeUTF8AddrXtext(opts.OriginalRecipient)
 				}
 			default:
-				return errors.New("smtp: Unknown address type")
+				return "", errors.New("smtp: Unknown address type")
 			}
 			fmt.Fprintf(&sb, " ORCPT=%s;%s", string(opts.OriginalRecipientType), enc)
 		}
@@ -542,7 +587,7 @@ func (c *Client) Rcpt(to string, opts *RcptOptions) error {
 	}
 	if _, ok := c.ext["DELIVERBY"]; ok && opts != nil && opts.DeliverBy != nil {
 		if opts.DeliverBy.Mode == DeliverByReturn && opts.DeliverBy.Time < 1 {
-			return errors.New("smtp: DELIVERBY mode must be greater than zero with return mode")
+			return "", errors.New("smtp: DELIVERBY mode must be greater than zero with return mode")
 		}
 		arg := fmt.Sprintf(" BY=%d;%s", int(opts.DeliverBy.Time.Seconds()), opts.DeliverBy.Mode)
 		if opts.DeliverBy.Trace {
@@ -552,15 +597,95 @@ func (c *Client) Rcpt(to string, opts *RcptOptions) error {
 	}
 	if _, ok := c.ext["MT-PRIORITY"]; ok && opts != nil && opts.MTPriority != nil {
 		if *opts.MTPriority < -9 || *opts.MTPriority > 9 {
-			return errors.New("smtp: MT-PRIORITY must be between -9 and 9")
+			return "", errors.New("smtp: MT-PRIORITY must be between -9 and 9")
 		}
 		sb.WriteString(fmt.Sprintf(" MT-PRIORITY=%d", *opts.MTPriority))
 	}
-	if _, _, err := c.cmd(25, "%s", sb.String()); err != nil {
-		return err
+	return sb.String(), nil
+}
+
+// MailRcpts starts a mail transaction with MAIL and one RCPT per recipient.
+// When the server advertises PIPELINING (RFC 2920) the commands go out in
+// one write and the replies are read afterwards, which saves a round trip
+// per recipient; otherwise they are sent one at a time.
+//
+// err is the refusal of MAIL (an *SMTPError; then the RCPT replies mean
+// nothing) or a failure of the connection, after which the state of the
+// transaction is unknown and the connection must be closed. Otherwise
+// rcptErrs holds one entry per recipient: nil where the server accepted it,
+// its *SMTPError where it refused it.
+//
+// hve patch: upstream has no pipelining in the client.
+func (c *Client) MailRcpts(from string, opts *MailOptions, to []string) (rcptErrs []error, err error) {
+	if err := c.hello(); err != nil {
+		return nil, err
 	}
-	c.rcpts = append(c.rcpts, to)
-	return nil
+	mail, err := c.mailCommand(from, opts)
+	if err != nil {
+		return nil, err
+	}
+	lines := make([]string, len(to))
+	for i, rcpt := range to {
+		if lines[i], err = c.rcptCommand(rcpt, nil); err != nil {
+			return nil, err
+		}
+	}
+	if _, ok := c.ext["PIPELINING"]; !ok {
+		if _, _, err := c.cmd(250, "%s", mail); err != nil {
+			return nil, err
+		}
+		c.rcpts = nil
+		rcptErrs = make([]error, len(to))
+		for i, line := range lines {
+			_, _, err := c.cmd(25, "%s", line)
+			if _, ok := err.(*SMTPError); err != nil && !ok {
+				return rcptErrs, err
+			}
+			rcptErrs[i] = err
+			if err == nil {
+				c.rcpts = append(c.rcpts, to[i])
+			}
+		}
+		return rcptErrs, nil
+	}
+
+	c.conn.SetDeadline(time.Now().Add(c.CommandTimeout))
+	defer c.conn.SetDeadline(time.Time{})
+	// The commands bypass the textproto pipeline's sequencing: this
+	// goroutine writes them all and then reads every reply in order.
+	w := c.text.W
+	w.WriteString(mail + "\r\n")
+	for _, line := range lines {
+		w.WriteString(line + "\r\n")
+	}
+	if err := w.Flush(); err != nil {
+		return nil, err
+	}
+	var mailErr error
+	if _, _, err := c.readResponse(250); err != nil {
+		if _, ok := err.(*SMTPError); !ok {
+			return nil, err
+		}
+		// The replies to the RCPTs (503: no transaction) must still be
+		// read to keep the connection in step.
+		mailErr = err
+	}
+	c.rcpts = nil
+	rcptErrs = make([]error, len(to))
+	for i := range lines {
+		_, _, err := c.readResponse(25)
+		if _, ok := err.(*SMTPError); err != nil && !ok {
+			return rcptErrs, err
+		}
+		rcptErrs[i] = err
+		if err == nil && mailErr == nil {
+			c.rcpts = append(c.rcpts, to[i])
+		}
+	}
+	if mailErr != nil {
+		return nil, mailErr
+	}
+	return rcptErrs, nil
 }
 
 // DataCommand is a pending DATA command. DataCommand is an io.WriteCloser.

@@ -17,7 +17,7 @@ import (
 // CreateTenant creates a tenant with default settings and, in the same
 // transaction, the built-in report-only policy directory.BuiltInBlockLegacy.
 func (s *Store) CreateTenant(ctx context.Context, name string) (directory.Tenant, error) {
-	t := directory.Tenant{Name: name, CreatedAt: time.Now().UTC()}
+	t := directory.Tenant{Name: name, CreatedAt: time.Now().UTC(), Settings: directory.DefaultSettings()}
 	settings, err := settingsJSON(t.Settings)
 	if err != nil {
 		return t, err
@@ -380,10 +380,13 @@ func (s *Store) CreateAccount(ctx context.Context, a directory.Account) (directo
 		if err := checkAuthPolicy(ctx, tx, a.TenantID, a.AuthPolicy); err != nil {
 			return err
 		}
+		if err := checkMaxAccounts(ctx, tx, a.TenantID); err != nil {
+			return err
+		}
 		res, err := tx.ExecContext(ctx, `INSERT INTO accounts (tenant_id, name, display_name, address, password_hash, reply_to, enabled, created_at, updated_at,
-			auth_policy, tokens_valid_from, allowed_apps, allowed_networks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			auth_policy, tokens_valid_from, allowed_apps, allowed_networks, daily_recipient_limit, warn_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			a.TenantID, a.Name, a.DisplayName, a.Address, a.PasswordHash, a.ReplyTo, a.Enabled, nanos(a.CreatedAt), nanos(a.UpdatedAt),
-			a.AuthPolicy, nanos(a.TokensValidFrom), jsonList(a.AllowedApps), jsonList(a.AllowedNetworks))
+			a.AuthPolicy, nanos(a.TokensValidFrom), jsonList(a.AllowedApps), jsonList(a.AllowedNetworks), a.DailyRecipientLimit, a.WarnAt)
 		if err != nil {
 			return err
 		}
@@ -402,14 +405,37 @@ func (s *Store) CreateAccount(ctx context.Context, a directory.Account) (directo
 	return a, nil
 }
 
+// checkMaxAccounts fails with store.ErrLimit when the tenant already has
+// its Settings.MaxHVEAccounts accounts. It runs in the write transaction
+// that inserts the account, so racing creations are counted one by one.
+func checkMaxAccounts(ctx context.Context, tx *sql.Tx, tenantID int64) error {
+	t, err := scanTenant(tx.QueryRowContext(ctx, `SELECT `+tenantColumns+` FROM tenants WHERE id = ?`, tenantID))
+	if err != nil {
+		return fmt.Errorf("tenant %d: %w", tenantID, mapErr(err))
+	}
+	max := t.Settings.MaxHVEAccounts
+	if max <= 0 {
+		return nil
+	}
+	var n int64
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM accounts WHERE tenant_id = ?`, tenantID).Scan(&n); err != nil {
+		return err
+	}
+	if n >= max {
+		return fmt.Errorf("%w: tenant %s already has %d HVE accounts, its maximum (raise it with hve tenant set --max-hve-accounts)",
+			store.ErrLimit, t.Name, n)
+	}
+	return nil
+}
+
 const accountColumns = `id, tenant_id, name, display_name, address, password_hash, reply_to, enabled, created_at, updated_at,
-	auth_policy, tokens_valid_from, allowed_apps, allowed_networks`
+	auth_policy, tokens_valid_from, allowed_apps, allowed_networks, daily_recipient_limit, warn_at`
 
 func scanAccount(row scanner) (a directory.Account, err error) {
 	var created, updated, validFrom int64
 	var apps, networks string
 	err = row.Scan(&a.ID, &a.TenantID, &a.Name, &a.DisplayName, &a.Address, &a.PasswordHash, &a.ReplyTo, &a.Enabled, &created, &updated,
-		&a.AuthPolicy, &validFrom, &apps, &networks)
+		&a.AuthPolicy, &validFrom, &apps, &networks, &a.DailyRecipientLimit, &a.WarnAt)
 	if err != nil {
 		return a, err
 	}
@@ -462,9 +488,11 @@ func (s *Store) UpdateAccount(ctx context.Context, a directory.Account) (directo
 		}
 		err := execOne(ctx, tx, fmt.Sprintf("account %s", a.Address),
 			`UPDATE accounts SET display_name = ?, password_hash = ?, reply_to = ?, enabled = ?, updated_at = ?,
-				auth_policy = ?, tokens_valid_from = ?, allowed_apps = ?, allowed_networks = ? WHERE tenant_id = ? AND id = ?`,
+				auth_policy = ?, tokens_valid_from = ?, allowed_apps = ?, allowed_networks = ?, daily_recipient_limit = ?, warn_at = ?
+				WHERE tenant_id = ? AND id = ?`,
 			a.DisplayName, a.PasswordHash, a.ReplyTo, a.Enabled, nanos(a.UpdatedAt),
-			a.AuthPolicy, nanos(a.TokensValidFrom), jsonList(a.AllowedApps), jsonList(a.AllowedNetworks), a.TenantID, a.ID)
+			a.AuthPolicy, nanos(a.TokensValidFrom), jsonList(a.AllowedApps), jsonList(a.AllowedNetworks), a.DailyRecipientLimit, a.WarnAt,
+			a.TenantID, a.ID)
 		if err != nil {
 			return err
 		}

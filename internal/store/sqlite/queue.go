@@ -30,6 +30,13 @@ func (s *Store) Enqueue(ctx context.Context, msgs []*queue.Message, events []tra
 			return err
 		}
 		defer insBody.Close()
+		// An address twice in one envelope is one recipient.
+		insRcpt, err := tx.PrepareContext(ctx, `INSERT INTO queue_recipients (queue_id, recipient, seq, state, next_attempt_at, updated_at)
+			VALUES (?, ?, ?, 'pending', ?, ?) ON CONFLICT (queue_id, recipient) DO NOTHING`)
+		if err != nil {
+			return err
+		}
+		defer insRcpt.Close()
 		// The sender is the copy's recipient: a Sent Items copy was not
 		// delivered for any one recipient.
 		insSent, err := tx.PrepareContext(ctx, `INSERT INTO mailbox_messages (mailbox_id, queue_id, recipient, folder, delivered_at) VALUES (?, ?, ?, ?, ?)`)
@@ -54,6 +61,11 @@ func (s *Store) Enqueue(ctx context.Context, msgs []*queue.Message, events []tra
 			}
 			if err == nil && m.MailboxID != 0 {
 				_, err = insSent.ExecContext(ctx, m.MailboxID, m.QueueID, m.Sender, store.FolderSentItems, nanos(m.ReceivedAt))
+			}
+			for i, r := range m.Recipients {
+				if err == nil {
+					_, err = insRcpt.ExecContext(ctx, m.QueueID, r, i, nanos(due), nanos(m.ReceivedAt))
+				}
 			}
 			if err != nil {
 				return fmt.Errorf("message %s: %w", m.QueueID, err)
@@ -93,12 +105,72 @@ func (s *Store) Claim(ctx context.Context, owner string, now time.Time, limit in
 			m.ReceivedAt = fromNanos(received)
 			return m, json.Unmarshal([]byte(rcpts), &m.Recipients)
 		})
-		return err
+		if err != nil || len(msgs) == 0 {
+			return err
+		}
+		return loadDue(ctx, tx, msgs, now)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("claiming queued messages: %w", err)
 	}
 	return msgs, nil
+}
+
+const recipientColumns = `queue_id, recipient, via, state, attempts, next_attempt_at, last_reply, updated_at`
+
+func scanRecipient(row scanner) (queueID string, r queue.Recipient, err error) {
+	var state string
+	var next, updated int64
+	err = row.Scan(&queueID, &r.Address, &r.Via, &state, &r.Attempts, &next, &r.LastReply, &updated)
+	r.State, r.NextAttemptAt, r.UpdatedAt = queue.RecipientState(state), fromNanos(next), fromNanos(updated)
+	return queueID, r, err
+}
+
+// loadDue fills in the recipients of claimed messages that are due at now.
+func loadDue(ctx context.Context, tx *sql.Tx, msgs []*queue.Message, now time.Time) error {
+	byID := make(map[string]*queue.Message, len(msgs))
+	args := []any{nanos(now)}
+	for _, m := range msgs {
+		byID[m.QueueID] = m
+		args = append(args, m.QueueID)
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT `+recipientColumns+` FROM queue_recipients
+		WHERE state IN ('pending', 'deferred') AND next_attempt_at <= ? AND queue_id IN (?`+strings.Repeat(", ?", len(msgs)-1)+`)
+		ORDER BY queue_id, seq`, args...)
+	if err != nil {
+		return fmt.Errorf("loading due recipients: %w", err)
+	}
+	_, err = collect(rows, func(row scanner) (struct{}, error) {
+		id, r, err := scanRecipient(row)
+		if m := byID[id]; m != nil && err == nil {
+			m.Due = append(m.Due, r)
+		}
+		return struct{}{}, err
+	})
+	return err
+}
+
+// QueueRecipients returns the delivery state of every recipient of a message.
+func (s *Store) QueueRecipients(ctx context.Context, queueID string) ([]queue.Recipient, error) {
+	var n int
+	if err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM messages WHERE queue_id = ?`, queueID).Scan(&n); err != nil {
+		return nil, fmt.Errorf("message %s: %w", queueID, err)
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("message %s: %w", queueID, store.ErrNotFound)
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT `+recipientColumns+` FROM queue_recipients WHERE queue_id = ? ORDER BY seq`, queueID)
+	if err != nil {
+		return nil, fmt.Errorf("recipients of %s: %w", queueID, err)
+	}
+	list, err := collect(rows, func(row scanner) (queue.Recipient, error) {
+		_, r, err := scanRecipient(row)
+		return r, err
+	})
+	if list == nil {
+		list = []queue.Recipient{}
+	}
+	return list, err
 }
 
 // Finish records deliveries in one transaction.
@@ -111,13 +183,49 @@ func (s *Store) Finish(ctx context.Context, deliveries []store.Delivery) error {
 			return err
 		}
 		defer copyStmt.Close()
+		// A recipient in a final state keeps it (the WHERE of the upsert):
+		// a late or repeated Finish cannot make a delivered recipient due
+		// again. New recipients go after the message's others.
+		rcptStmt, err := tx.PrepareContext(ctx, `INSERT INTO queue_recipients
+			(queue_id, recipient, seq, via, state, attempts, next_attempt_at, last_reply, updated_at)
+			VALUES (?, ?, (SELECT coalesce(max(seq), -1) + 1 FROM queue_recipients WHERE queue_id = ?), ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (queue_id, recipient) DO UPDATE SET state = excluded.state, attempts = excluded.attempts,
+				next_attempt_at = excluded.next_attempt_at, last_reply = excluded.last_reply, updated_at = excluded.updated_at
+			WHERE queue_recipients.state IN ('pending', 'deferred')`)
+		if err != nil {
+			return err
+		}
+		defer rcptStmt.Close()
 		for _, d := range deliveries {
 			for _, c := range d.Copies {
 				if _, err := copyStmt.ExecContext(ctx, c.MailboxID, d.QueueID, c.Recipient, store.FolderInbox, now); err != nil {
 					return fmt.Errorf("copy of %s to mailbox %d: %w", d.QueueID, c.MailboxID, err)
 				}
 			}
-			if _, err := tx.ExecContext(ctx, `UPDATE messages SET state = 'done', finished_at = ?, lease_owner = '', lease_until = 0 WHERE queue_id = ?`, now, d.QueueID); err != nil {
+			for _, r := range d.Recipients {
+				updated := now
+				if !r.UpdatedAt.IsZero() {
+					updated = nanos(r.UpdatedAt)
+				}
+				_, err := rcptStmt.ExecContext(ctx, d.QueueID, r.Address, d.QueueID, r.Via, string(r.State), r.Attempts,
+					nanos(r.NextAttemptAt), r.LastReply, updated)
+				if err != nil {
+					return fmt.Errorf("recipient %s of %s: %w", r.Address, d.QueueID, err)
+				}
+			}
+			var open int
+			var next sql.NullInt64
+			if err := tx.QueryRowContext(ctx, `SELECT count(*), min(next_attempt_at) FROM queue_recipients
+				WHERE queue_id = ? AND state IN ('pending', 'deferred')`, d.QueueID).Scan(&open, &next); err != nil {
+				return err
+			}
+			if open == 0 {
+				_, err = tx.ExecContext(ctx, `UPDATE messages SET state = 'done', finished_at = ?, lease_owner = '', lease_until = 0 WHERE queue_id = ?`, now, d.QueueID)
+			} else {
+				_, err = tx.ExecContext(ctx, `UPDATE messages SET next_attempt_at = ?, lease_owner = '', lease_until = 0 WHERE queue_id = ? AND state = 'queued'`,
+					next.Int64, d.QueueID)
+			}
+			if err != nil {
 				return err
 			}
 			if err := insertEvents(ctx, tx, d.Events); err != nil {

@@ -94,6 +94,11 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 		s.Close()
 		return nil, fmt.Errorf("releasing leases of an earlier run: %w", err)
 	}
+	// The same holds for report jobs: one cut short runs again at once.
+	if _, err := s.w.ExecContext(ctx, `UPDATE report_jobs SET lease_until = 0 WHERE state = 'running'`); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("releasing report jobs of an earlier run: %w", err)
+	}
 	return s, nil
 }
 

@@ -162,7 +162,8 @@ func TestDataSurvivesCloseAndOpen(t *testing.T) {
 	if err := s.Enqueue(ctx, []*queue.Message{done, waiting}, []trace.Event{ev}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Finish(ctx, []store.Delivery{{QueueID: done.QueueID, Copies: []store.MailboxCopy{{MailboxID: mb.ID, Recipient: "alice@a.example"}}}}); err != nil {
+	if err := s.Finish(ctx, []store.Delivery{{QueueID: done.QueueID, Copies: []store.MailboxCopy{{MailboxID: mb.ID, Recipient: "alice@a.example"}},
+		Recipients: []queue.Recipient{{Address: "alice@a.example", State: queue.RecipientDelivered, Attempts: 1}}}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
@@ -260,14 +261,15 @@ func TestUpgradeFrom0001(t *testing.T) {
 	}
 
 	ten, err := s.TenantByName(ctx, "acme")
-	if err != nil || ten.Settings != (directory.Settings{}) || !ten.CreatedAt.Equal(fromNanos(at)) {
+	if err != nil || ten.Settings != directory.DefaultSettings() || !ten.CreatedAt.Equal(fromNanos(at)) {
 		t.Errorf("tenant after the upgrade = %+v, %v; want default settings", ten, err)
 	}
 	if p, err := s.CAPolicyByName(ctx, 1, directory.BuiltInBlockLegacy); err != nil || p.State != directory.CAReportOnly || p.Validate() != nil {
 		t.Errorf("an existing tenant's built-in policy after the upgrade: %+v, %v", p, err)
 	}
 	acc, err := s.Account(ctx, 1, 1)
-	if err != nil || acc.AuthPolicy != "" || !acc.TokensValidFrom.IsZero() || acc.AllowedApps == nil || acc.AllowedNetworks == nil || len(acc.AllowedApps) != 0 {
+	if err != nil || acc.AuthPolicy != "" || !acc.TokensValidFrom.IsZero() || acc.AllowedApps == nil || acc.AllowedNetworks == nil || len(acc.AllowedApps) != 0 ||
+		acc.DailyRecipientLimit != 0 || acc.WarnAt != 0 {
 		t.Errorf("account after the upgrade = %+v, %v", acc, err)
 	}
 	if mb, err := s.Mailbox(ctx, 1, 1); err != nil || mb.ConvertedFromHVE || mb.AuthPolicy != "" || !mb.TokensValidFrom.IsZero() {

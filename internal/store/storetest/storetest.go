@@ -66,7 +66,14 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"MailboxMessages", testMailboxMessages},
 		{"SentItems", testSentItems},
 		{"NotBefore", testNotBefore},
+		{"Routes", testRoutes},
+		{"RecipientStates", testRecipientStates},
 		{"TenantSettings", testTenantSettings},
+		{"QuotaLease", testQuotaLease},
+		{"QuotaLeaseRace", testQuotaLeaseRace},
+		{"QuotaEvents", testQuotaEvents},
+		{"AccountLimits", testAccountLimits},
+		{"MaxHVEAccounts", testMaxHVEAccounts},
 		{"BuiltInCAPolicy", testBuiltInCAPolicy},
 		{"AuthPolicies", testAuthPolicies},
 		{"RemoveAuthPolicyInUse", testRemoveAuthPolicyInUse},
@@ -83,7 +90,12 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"SigningKeys", testSigningKeys},
 		{"TraceSearch", testTraceSearch},
 		{"TracePaging", testTracePaging},
+		{"MeterEvents", testMeterEvents},
+		{"AddUsage", testAddUsage},
+		{"ReportJobs", testReportJobs},
+		{"DetailRows", testDetailRows},
 	}
+	tests = append(tests, adminTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.fn(t, open(t))
@@ -1051,13 +1063,21 @@ func testFinish(t *testing.T, s store.Store) {
 		e.Recipient, e.Event, e.Status, e.Detail, e.Time = rcpt, trace.EventDelivered, trace.StatusDelivered, "delivered", now.UTC().Truncate(time.Millisecond)
 		return e
 	}
+	// A message leaves the queue once no recipient is open.
+	final := func(m *queue.Message, state queue.RecipientState) []queue.Recipient {
+		var list []queue.Recipient
+		for _, r := range m.Recipients {
+			list = append(list, queue.Recipient{Address: r, State: state, Attempts: 1, LastReply: string(state), NextAttemptAt: now})
+		}
+		return list
+	}
 	d1 := store.Delivery{QueueID: m1.QueueID,
 		Copies: []store.MailboxCopy{{MailboxID: alice.ID, Recipient: "alice@a.example"}, {MailboxID: bob.ID, Recipient: "team@a.example"}},
-		Events: []trace.Event{delivered(m1, "alice@a.example"), delivered(m1, "bob@a.example")}}
+		Events: []trace.Event{delivered(m1, "alice@a.example"), delivered(m1, "bob@a.example")}, Recipients: final(m1, queue.RecipientDelivered)}
 	// A message whose every recipient failed is finished without copies.
 	failed := receivedEvent(m2)
 	failed.Event, failed.Status = trace.EventFailed, trace.StatusFailed
-	d2 := store.Delivery{QueueID: m2.QueueID, Events: []trace.Event{failed}}
+	d2 := store.Delivery{QueueID: m2.QueueID, Events: []trace.Event{failed}, Recipients: final(m2, queue.RecipientFailed)}
 	check(t, s.Finish(ctx, []store.Delivery{d1, d2}))
 
 	if n := must(t, of(s.QueueDepth(ctx))); n != 1 {
@@ -1418,11 +1438,11 @@ func testTenantSettings(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	a := newTenant(t, s, "a")
 	b := newTenant(t, s, "b")
-	if a.Settings != (directory.Settings{}) {
-		t.Errorf("a new tenant has settings %+v, want the defaults (zero)", a.Settings)
+	if a.Settings != directory.DefaultSettings() {
+		t.Errorf("a new tenant has settings %+v, want the defaults %+v", a.Settings, directory.DefaultSettings())
 	}
 	got := must(t, of(s.Tenant(ctx, a.ID)))
-	if got.ID != a.ID || got.Name != "a" || got.CreatedAt.Sub(a.CreatedAt).Abs() > time.Millisecond || got.Settings != (directory.Settings{}) {
+	if got.ID != a.ID || got.Name != "a" || got.CreatedAt.Sub(a.CreatedAt).Abs() > time.Millisecond || got.Settings != directory.DefaultSettings() {
 		t.Errorf("Tenant(%d) = %+v, want %+v", a.ID, got, a)
 	}
 	_, err := s.Tenant(ctx, b.ID+1000)
@@ -1437,6 +1457,11 @@ func testTenantSettings(t *testing.T, s store.Store) {
 		ClientSMTPAuthDisabled: true,
 		HVEBasicAuth:           directory.Retirement{SunsetAt: at.Add(48 * time.Hour), RampStart: at, RampEnd: at.Add(24 * time.Hour)},
 		ClientBasicAuth:        directory.Retirement{SunsetAt: at.Add(72 * time.Hour)},
+		DailyRecipientLimit:    100_000,
+		MaxHVEAccounts:         7,
+		ExternalSending:        directory.ExternalLimited,
+		OutboundSmarthost:      "smtp.example.net:25",
+		PricePerMillion:        37.5,
 	}
 	upd := must(t, of(s.UpdateTenantSettings(ctx, a.ID, set)))
 	if upd.ID != a.ID || upd.Name != "a" || !equalSettings(upd.Settings, set) {
@@ -1461,7 +1486,7 @@ func testTenantSettings(t *testing.T, s store.Store) {
 			t.Errorf("%s: settings times are in %v, want UTC", name, l)
 		}
 	}
-	if got := must(t, of(s.Tenant(ctx, b.ID))); got.Settings != (directory.Settings{}) {
+	if got := must(t, of(s.Tenant(ctx, b.ID))); got.Settings != directory.DefaultSettings() {
 		t.Errorf("updating a's settings changed b's: %+v", got.Settings)
 	}
 
@@ -1493,8 +1518,12 @@ func equalSettings(a, b directory.Settings) bool {
 	eqR := func(x, y directory.Retirement) bool {
 		return x.SunsetAt.Equal(y.SunsetAt) && x.RampStart.Equal(y.RampStart) && x.RampEnd.Equal(y.RampEnd)
 	}
-	return a.SecurityDefaults == b.SecurityDefaults && a.DefaultAuthPolicy == b.DefaultAuthPolicy &&
-		a.ClientSMTPAuthDisabled == b.ClientSMTPAuthDisabled && eqR(a.HVEBasicAuth, b.HVEBasicAuth) && eqR(a.ClientBasicAuth, b.ClientBasicAuth)
+	if !eqR(a.HVEBasicAuth, b.HVEBasicAuth) || !eqR(a.ClientBasicAuth, b.ClientBasicAuth) {
+		return false
+	}
+	// The other fields compare with ==.
+	a.HVEBasicAuth, a.ClientBasicAuth = b.HVEBasicAuth, b.ClientBasicAuth
+	return a == b
 }
 
 func testBuiltInCAPolicy(t *testing.T, s store.Store) {
