@@ -74,6 +74,9 @@ type Options struct {
 	// Reports is woken when a detailed report is requested; without it
 	// the job waits for a runner's next look.
 	Reports ReportWaker
+	// Delivery is woken after a queue retry or release; without it the
+	// worker sees the change at its next poll.
+	Delivery DeliveryWaker
 }
 
 // oauthPatterns are the token service's routes. Apps call them with their

@@ -161,7 +161,9 @@ func (f *roleFixture) as(t *testing.T, user, method, path, body string) *httptes
 }
 
 func errorCode(rec *httptest.ResponseRecorder) string {
-	var e struct{ Error struct{ Code, Message string } }
+	var e struct {
+		Error struct{ Code, Message string }
+	}
 	json.Unmarshal(rec.Body.Bytes(), &e)
 	return e.Error.Code
 }

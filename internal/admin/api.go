@@ -100,6 +100,8 @@ func (a *API) routes() {
 	t("GET "+base+"/trace", a.searchTrace)
 	a.reportRoutes(t)
 	a.deliveryRoutes(t)
+	a.webhookRoutes(t)
+	a.queueRoutes(t)
 	a.accessRoutes(handle, h, t)
 	a.adminRoutes(h, t)
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -502,6 +504,9 @@ func (a *API) updateAccount(w http.ResponseWriter, r *http.Request, t directory.
 		// DailyRecipientLimit and WarnAt: 0 means none.
 		DailyRecipientLimit *int64 `json:"daily_recipient_limit"`
 		WarnAt              *int   `json:"warn_at"`
+		// FailureReportTo is a mailbox or group of the tenant, or ""
+		// for no failure reports.
+		FailureReportTo *string `json:"failure_report_to"`
 	}
 	if err := decode(r, &req); err != nil {
 		return err
@@ -562,6 +567,11 @@ func (a *API) updateAccount(w http.ResponseWriter, r *http.Request, t directory.
 			return badRequest("warn_at: %v", err)
 		}
 		acc.WarnAt = *req.WarnAt
+	}
+	if req.FailureReportTo != nil {
+		if acc.FailureReportTo, err = a.reportAddress(r.Context(), t, *req.FailureReportTo); err != nil {
+			return err
+		}
 	}
 	acc, err = a.store.UpdateAccount(r.Context(), acc)
 	if err != nil {

@@ -189,7 +189,12 @@ func (a *API) audited(w http.ResponseWriter, r *http.Request, p adminauth.Princi
 		a.fail(w, r, badRequest("reading request body: %v", err))
 		return
 	}
-	r.Body = io.NopCloser(bytes.NewReader(body))
+	// The handler reads the whole body: what was read, then the rest (a
+	// body over the limit is the handler's to refuse).
+	r.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(body), r.Body), r.Body}
 	c := &change{}
 	r = r.WithContext(context.WithValue(r.Context(), changeKey, c))
 

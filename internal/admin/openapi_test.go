@@ -450,6 +450,7 @@ func TestOpenAPIMatchesHandlers(t *testing.T) {
 
 	// Usage and detailed reports of that message.
 	exerciseReports(t, call, st, tenant, msg.QueueID)
+	exerciseWebhooks(t, call, tenant)
 
 	// Access: tenant settings and authentication policies.
 	const T = "/api/v1/tenants/{tenant}"
@@ -633,6 +634,7 @@ func TestOpenAPIMatchesHandlers(t *testing.T) {
 	call("DELETE "+T+"/routes/{domain}", nil, 204, tenant, "*")
 	call("DELETE "+T+"/routes/{domain}", nil, 404, tenant, "*")
 	call("DELETE "+T+"/routes/{domain}", nil, 400, tenant, "not a domain")
+	exerciseQueue(t, call, st, tn)
 
 	call("DELETE /api/v1/tenants/{tenant}/groups/{address}/members/{member}", nil, 200, tenant, "team@contoso.test", "all@contoso.test")
 	call("DELETE /api/v1/tenants/{tenant}/groups/{address}/members/{member}", nil, 404, tenant, "team@contoso.test", "bob@contoso.test")

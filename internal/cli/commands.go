@@ -207,6 +207,8 @@ func init() {
 	extra := accessCommands()
 	insertAfter("tenant create", extra["tenant"])
 	insertAfter("domain remove", routeCommands())
+	insertAfter("route remove", webhookCommands())
+	insertAfter("route remove", queueCommands())
 	insertAfter("trace", reportCommands())
 	insertAfter("bench", adminCommands())
 	insertAfter("mailbox remove", extra["mailbox"])
@@ -310,6 +312,7 @@ func accountSetFlags(fs *flag.FlagSet) {
 	fs.Bool("revoke-sessions", false, "refuse tokens issued until now and end the account's open sessions")
 	fs.String("daily-recipient-limit", "", "the account's own cap of recipients per UTC day: `N` or none")
 	fs.String("warn-at", "", "warning level, a `PERCENT` of the daily cap (1 to 100), or none")
+	fs.String("failure-report-to", "", "a mailbox or group `ADDR` that gets a report when a recipient of the account's message fails for good, or none")
 }
 
 func setAccount(c *ctx) error {
@@ -370,6 +373,7 @@ func setAccount(c *ctx) error {
 		}
 		req["warn_at"] = pct
 	}
+	c.failureReportFlag(req)
 	revoke := c.boolFlag("revoke-sessions")
 	if len(req) == 0 && !revoke {
 		return usageError{"nothing to change; see hve account set -h"}
@@ -401,7 +405,7 @@ func (c *ctx) showAccount(a directory.Account) error {
 		"updated": a.UpdatedAt.Format(time.RFC3339), "auth policy": authPolicyText(a.AuthPolicy),
 		"tokens valid from": timeOr(a.TokensValidFrom, "not set"), "allowed apps": listOr(a.AllowedApps, "none"),
 		"allowed networks": listOr(a.AllowedNetworks, "any"), "daily recipient limit": limitText(a.DailyRecipientLimit, "none"),
-		"warn at": warnText(a),
+		"warn at": warnText(a), "failure report to": orNone(a.FailureReportTo),
 	}
 	return c.show(a, []string{"FIELD", "VALUE"}, func() (rows [][]string) {
 		for _, k := range sortedKeys(fields) {

@@ -11,6 +11,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"hve/internal/directory"
+	"hve/internal/queue"
 )
 
 // Config is the whole configuration of one hve node.
@@ -31,6 +32,10 @@ type Config struct {
 	LogLevel string `toml:"log_level"`
 	// Delivery tunes delivery to next hops.
 	Delivery Delivery `toml:"delivery"`
+	// Queue guards the disk the queue lives on.
+	Queue Queue `toml:"queue"`
+	// Alerts tunes the anomaly alert rule (docs/limits.md, "Alerts").
+	Alerts Alerts `toml:"alerts"`
 	// Routes ([[route]] tables) are written to the store at every start,
 	// replacing a route of the same tenant and domain that the admin API
 	// set in between.
@@ -42,6 +47,31 @@ type Delivery struct {
 	// MaxAge is how long a message is retried after temporary failures
 	// ("48h"); then its open recipients fail with the last reply.
 	MaxAge time.Duration `toml:"max_age"`
+}
+
+// Queue guards the disk the queue lives on.
+type Queue struct {
+	// MinFreeDisk is the least free space of the data directory's
+	// filesystem ("1GiB", "500MB", "5%", or "0" for no check): below it,
+	// submission answers 452 4.3.1 until there is room again.
+	MinFreeDisk string `toml:"min_free_disk"`
+}
+
+// MinFree parses MinFreeDisk.
+func (q Queue) MinFree() (queue.SpaceThreshold, error) {
+	return queue.ParseSpaceThreshold(q.MinFreeDisk)
+}
+
+// Alerts tunes the anomaly rule: an account alerts when its recipients in
+// an hour exceed AnomalyFactor × max(its mean hourly volume over the 7 days
+// before, AnomalyFloor).
+type Alerts struct {
+	// AnomalyFactor is how many times its baseline an hour must exceed; 0
+	// turns the rule off.
+	AnomalyFactor float64 `toml:"anomaly_factor"`
+	// AnomalyFloor is the least baseline assumed, in recipients per hour,
+	// so that quiet accounts do not alert on small bursts.
+	AnomalyFloor int64 `toml:"anomaly_floor"`
 }
 
 // Route is a [[route]] table: how mail for one accepted domain (or, with
@@ -143,6 +173,8 @@ func Default() Config {
 		Admin:    Admin{Addr: "127.0.0.1:8025"},
 		LogLevel: "info",
 		Delivery: Delivery{MaxAge: 48 * time.Hour},
+		Alerts:   Alerts{AnomalyFactor: 10, AnomalyFloor: 100},
+		Queue:    Queue{MinFreeDisk: queue.DefaultMinFreeDisk},
 	}
 }
 
@@ -159,6 +191,12 @@ func Load(path string) (Config, error) {
 	}
 	if c.Delivery.MaxAge <= 0 {
 		return c, fmt.Errorf("config %s: [delivery] max_age must be a positive duration such as \"48h\"", path)
+	}
+	if _, err := c.Queue.MinFree(); err != nil {
+		return c, fmt.Errorf("config %s: [queue] %w", path, err)
+	}
+	if c.Alerts.AnomalyFactor != 0 && c.Alerts.AnomalyFactor < 1 || c.Alerts.AnomalyFloor < 0 {
+		return c, fmt.Errorf("config %s: [alerts] anomaly_factor must be 0 (off) or at least 1, and anomaly_floor not negative", path)
 	}
 	for _, r := range c.Routes {
 		if _, err := r.DirectoryRoute(); err != nil {

@@ -46,6 +46,13 @@ public_url = "https://hve.example.com:8443"
 [delivery]
 max_age = "72h"
 
+[queue]
+min_free_disk = "5%"
+
+[alerts]
+anomaly_factor = 20
+anomaly_floor = 500
+
 [[route]]
 domain = "contoso.com"
 type = "smtp"
@@ -74,6 +81,8 @@ target = "unix:/run/dovecot/lmtp"
 			MessagesPerMinute: 10, RecipientsPerDay: 1000, MaxConnections: 2},
 		Admin:    Admin{Addr: "127.0.0.1:9000", PublicURL: "https://hve.example.com:8443"},
 		Delivery: Delivery{MaxAge: 72 * time.Hour},
+		Queue:    Queue{MinFreeDisk: "5%"},
+		Alerts:   Alerts{AnomalyFactor: 20, AnomalyFloor: 500},
 		Routes: []Route{
 			{Domain: "contoso.com", Type: "smtp", Target: "exchange.contoso.com:25", TLS: "required", AuthUser: "hve", AuthPassword: "secret", MaxConnections: 5},
 			{Tenant: "fabrikam", Domain: "*", Type: "lmtp", Target: "unix:/run/dovecot/lmtp"},
@@ -134,6 +143,10 @@ func TestLoadErrors(t *testing.T) {
 		{"not TOML", "data = \n", "hve.toml"},
 		{"max age not a duration", "[delivery]\nmax_age = \"two days\"\n", "max_age"},
 		{"max age zero", "[delivery]\nmax_age = \"0s\"\n", "max_age"},
+		{"min free disk not a size", "[queue]\nmin_free_disk = \"plenty\"\n", "min_free_disk"},
+		{"min free disk 100%", "[queue]\nmin_free_disk = \"100%\"\n", "min_free_disk"},
+		{"anomaly factor below 1", "[alerts]\nanomaly_factor = 0.5\n", "anomaly_factor"},
+		{"negative anomaly floor", "[alerts]\nanomaly_floor = -1\n", "anomaly_floor"},
 		{"route without target", "[[route]]\ndomain = \"a.example\"\ntype = \"smtp\"\n", "needs a target"},
 		{"route of unknown type", "[[route]]\ndomain = \"a.example\"\ntype = \"uucp\"\n", "uucp"},
 		{"route with both passwords", "[[route]]\ndomain = \"a.example\"\ntype = \"smtp\"\ntarget = \"mx:25\"\nauth_user = \"u\"\nauth_password = \"p\"\nauth_password_file = \"/f\"\n", "not both"},
@@ -151,10 +164,23 @@ func TestLoadErrors(t *testing.T) {
 	}
 }
 
+func TestAlertsSection(t *testing.T) {
+	c, err := Load(writeFile(t, "[alerts]\nanomaly_factor = 5\n"))
+	if err != nil || c.Alerts.AnomalyFactor != 5 || c.Alerts.AnomalyFloor != 100 {
+		t.Errorf("Load = %+v, %v; want factor 5 and the default floor", c.Alerts, err)
+	}
+	if c, err := Load(writeFile(t, "[alerts]\nanomaly_factor = 0\n")); err != nil || c.Alerts.AnomalyFactor != 0 {
+		t.Errorf("factor 0 (the rule off): %+v, %v", c.Alerts, err)
+	}
+	if d := Default().Alerts; d.AnomalyFactor != 10 || d.AnomalyFloor != 100 {
+		t.Errorf("default alerts = %+v", d)
+	}
+}
+
 func TestDefault(t *testing.T) {
 	d := Default()
 	if d.Hostname == "" || d.Data == "" || d.SMTP.Addr == "" || d.Admin.Addr == "" || d.LogLevel != "info" ||
-		d.SMTP.MaxRecipients <= 0 || d.SMTP.MaxMessageBytes <= 0 || d.Store != "" {
+		d.SMTP.MaxRecipients <= 0 || d.SMTP.MaxMessageBytes <= 0 || d.Store != "" || d.Queue.MinFreeDisk != "1GiB" {
 		t.Errorf("Default() = %+v", d)
 	}
 }

@@ -71,6 +71,8 @@ type sinkOptions struct {
 	// offered after STARTTLS, or without TLS when insecureAuth is set.
 	authUser, authPass string
 	insecureAuth       bool
+	// addr is the host:port to listen on; empty picks a free port.
+	addr string
 }
 
 type sink struct {
@@ -123,7 +125,11 @@ func startSink(t *testing.T, opts sinkOptions) *sink {
 		s.addr = filepath.Join(dir, "lmtp.sock")
 		l, err = net.Listen("unix", s.addr)
 	} else {
-		l, err = net.Listen("tcp", "127.0.0.1:0")
+		at := "127.0.0.1:0"
+		if opts.addr != "" {
+			at = opts.addr
+		}
+		l, err = net.Listen("tcp", at)
 		if err == nil {
 			s.addr = l.Addr().String()
 		}

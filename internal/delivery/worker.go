@@ -181,29 +181,68 @@ func (w *Worker) plan(ctx context.Context, m *queue.Message, routes *routeTable)
 
 // relayAll runs the relay transactions of the plans, several messages at
 // once. Network work stops when relayCtx ends; outcomes are recorded under
-// ctx.
+// ctx as they come in: each Finish records every outcome that is ready by
+// then, so that while one commit is being synced the next ones gather
+// (group commit, as the spool does). With a next hop down, thousands of
+// deferrals then cost a few commits, not one each.
 func (w *Worker) relayAll(relayCtx, ctx context.Context, plans []*plan) error {
-	sem := make(chan struct{}, max(w.Concurrency, 1))
-	errs := make([]error, len(plans))
-	var wg sync.WaitGroup
-	for i, p := range plans {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			errs[i] = w.relayPlan(relayCtx, ctx, p)
-		})
+	// Buffered for every plan: a relay never waits for the recorder.
+	done := make(chan store.Delivery, len(plans))
+	var mu sync.Mutex
+	var errs []error
+	go func() {
+		sem := make(chan struct{}, max(w.Concurrency, 1))
+		var wg sync.WaitGroup
+		for _, p := range plans {
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				d, err := w.relayPlan(relayCtx, ctx, p)
+				if err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+					return
+				}
+				done <- d
+			})
+		}
+		wg.Wait()
+		close(done)
+	}()
+	var finishErrs []error
+	for d := range done {
+		batch := []store.Delivery{d}
+	gather:
+		for len(batch) < max(w.BatchSize, 1) {
+			select {
+			case more, ok := <-done:
+				if !ok {
+					break gather
+				}
+				batch = append(batch, more)
+			default:
+				break gather
+			}
+		}
+		if err := w.store.Finish(ctx, batch); err != nil {
+			// The next hops have their replies; if they accepted, a retry
+			// after the lease ends may send the messages again.
+			finishErrs = append(finishErrs, fmt.Errorf("recording the relay outcome of %d messages: %w", len(batch), err))
+		}
 	}
-	wg.Wait()
-	return errors.Join(errs...)
+	mu.Lock()
+	defer mu.Unlock()
+	return errors.Join(append(errs, finishErrs...)...)
 }
 
 // relayPlan runs one message's transactions (one per next hop, at once)
-// and records the outcome.
-func (w *Worker) relayPlan(relayCtx, ctx context.Context, p *plan) error {
+// and returns the outcome to record.
+func (w *Worker) relayPlan(relayCtx, ctx context.Context, p *plan) (store.Delivery, error) {
 	body, err := w.store.MessageBody(ctx, p.m.QueueID)
 	if err != nil {
 		// Left leased, like a directory failure: tried again later.
-		return fmt.Errorf("relaying %s: %w", p.m.QueueID, err)
+		return store.Delivery{}, fmt.Errorf("relaying %s: %w", p.m.QueueID, err)
 	}
 	results := make([][]Result, len(p.jobs))
 	var wg sync.WaitGroup
@@ -223,12 +262,7 @@ func (w *Worker) relayPlan(relayCtx, ctx context.Context, p *plan) error {
 		}
 	}
 	p.finish()
-	if err := w.store.Finish(ctx, []store.Delivery{p.delivery}); err != nil {
-		// The next hops have their replies; if they accepted, a retry
-		// after the lease ends may send the message again.
-		return fmt.Errorf("recording the relay outcome of %s: %w", p.m.QueueID, err)
-	}
-	return nil
+	return p.delivery, nil
 }
 
 // apply records a next hop's verdict on one recipient: its new state and a

@@ -40,11 +40,12 @@ var people = []string{"alice", "bob", "carol", "dave", "eve"}
 func addr(name string) string { return name + "@" + domain }
 
 type fixture struct {
-	t      *testing.T
-	st     *sqlite.Store
-	w      *delivery.Worker
-	tenant directory.Tenant
-	other  directory.Tenant
+	t       *testing.T
+	st      *sqlite.Store
+	dataDir string
+	w       *delivery.Worker
+	tenant  directory.Tenant
+	other   directory.Tenant
 	// mailboxes maps every mailbox address (both tenants) to its id.
 	mailboxes map[string]int64
 	account   directory.Account
@@ -55,12 +56,13 @@ type fixture struct {
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, t.TempDir())
+	dataDir := t.TempDir()
+	st, err := sqlite.Open(ctx, dataDir)
 	if err != nil {
 		t.Fatalf("sqlite.Open: %v", err)
 	}
 	t.Cleanup(func() { st.Close() })
-	f := &fixture{t: t, st: st, mailboxes: map[string]int64{}}
+	f := &fixture{t: t, st: st, dataDir: dataDir, mailboxes: map[string]int64{}}
 	f.w = delivery.NewWorker(st, "test-worker", slog.New(slog.NewTextHandler(t.Output(), nil)))
 
 	must := func(err error) {

@@ -116,6 +116,10 @@ type Account struct {
 	// reaches it, the limits engine tells its Observer (once a day); 0
 	// means no warning.
 	WarnAt int `json:"warn_at"`
+	// FailureReportTo is an internal address (a mailbox or group of the
+	// tenant) that gets a plain-text report when a recipient of the
+	// account's message fails for good; empty sends none, as HVE does.
+	FailureReportTo string `json:"failure_report_to"`
 }
 
 // SendsAs reports whether addr is the account's primary address or one of its

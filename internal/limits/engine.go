@@ -198,6 +198,8 @@ type Engine struct {
 
 	mu       sync.Mutex
 	counters map[string]*counter
+	// refills are the leases running ahead of need; Close waits for them.
+	refills sync.WaitGroup
 }
 
 // counter is one counter's state on this node.
@@ -227,6 +229,8 @@ type counter struct {
 	// warned is the window whose warning level this node has dealt with.
 	warned  time.Time
 	lastUse time.Time
+	// refilling is set while a lease runs ahead of need (refill).
+	refilling bool
 }
 
 // NewEngine returns an engine counting in st.
@@ -363,7 +367,63 @@ func (e *Engine) reserveLocked(ctx context.Context, c *counter, l Limit, n int64
 	}
 	c.block -= n
 	c.held += n
+	e.refillAhead(c, l, b, now)
 	return crossing, nil
+}
+
+// refillAhead starts leasing the next block in the background when the
+// block runs low, so that sessions do not wait for the store every
+// MaxBlock units. It does so only far from the limit and from the warning
+// level: near them, leases stay synchronous and as small as needed, which
+// keeps the count exact. c.mu is held.
+func (e *Engine) refillAhead(c *counter, l Limit, b, now time.Time) {
+	if c.refilling || c.known < 0 || c.dead {
+		return
+	}
+	want := e.blockSize(c, l, 1)
+	if want < 16 || c.block > want/4 {
+		return
+	}
+	lease := store.QuotaLease{Key: c.key, Bucket: b, Since: l.Window.since(now), Expires: l.Window.expires(b),
+		Need: 1, Want: want, Limit: l.Max}
+	if lvl := l.warnLevel(); lvl > 0 && !c.warned.Equal(b) {
+		// Leases ahead never reach the warning level (whatever other
+		// nodes leased meanwhile): the reservation that reaches it
+		// leases synchronously and sees the crossing.
+		if c.known+2*want >= lvl {
+			return
+		}
+		lease.Limit = lvl - 1
+	}
+	c.refilling = true
+	max := l.Max
+	e.refills.Add(1)
+	go func() {
+		defer e.refills.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		granted, used, err := e.store.LeaseQuota(ctx, lease)
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.refilling = false
+		if err != nil {
+			e.log.Error("limits: leasing ahead", "counter", c.key, "err", err)
+			return
+		}
+		c.known = used
+		if granted == 0 {
+			return
+		}
+		if c.dead || !c.bucket.Equal(lease.Bucket) || c.max != max {
+			// The counter moved on meanwhile (a new bucket, a changed
+			// limit, forgotten): the units go back.
+			if err := e.store.ReturnQuota(ctx, c.key, lease.Bucket, granted); err != nil {
+				e.log.Error("limits: returning a block leased ahead", "counter", c.key, "err", err)
+			}
+			return
+		}
+		c.block += granted
+	}()
 }
 
 // blockSize is how many units to ask the store for when need more are
@@ -485,8 +545,10 @@ func (e *Engine) Sweep(ctx context.Context) error {
 }
 
 // Close gives every unused block back to the store, so that other nodes
-// can use the units. Reservations still held keep working.
+// can use the units, once the leases running ahead have ended.
+// Reservations still held keep working.
 func (e *Engine) Close(ctx context.Context) error {
+	e.refills.Wait()
 	return e.sweep(ctx, true)
 }
 

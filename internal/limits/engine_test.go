@@ -310,6 +310,7 @@ func TestEngineNodeLoss(t *testing.T) {
 	l := daily(1000)
 	engineReserve(t, a, l).Commit(ctx)
 	engineReserve(t, a, l).Commit(ctx) // leases a block
+	a.refills.Wait()                   // and perhaps one ahead
 	_, block := a.Usage(l)
 	if block == 0 {
 		t.Fatal("no block leased")

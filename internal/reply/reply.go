@@ -309,6 +309,12 @@ var (
 		Cause: "The disk holding the data directory is full.",
 		Fix:   "Free disk space or grow the volume; the client retries by itself.",
 	}
+	StorageLow = &Reply{
+		Name: "storage-low", Code: 452, Enhanced: smtp.EnhancedCode{4, 3, 1},
+		Text:  "Insufficient system storage: free disk space on this server is below its configured minimum, so it accepts no mail for now; try again later",
+		Cause: "The filesystem holding the data directory has less free space than `[queue] min_free_disk` (default 1 GiB), most often because a next hop has been down for long and the queue grew. hve stops accepting at MAIL and DATA before the disk fills; delivery goes on. The server log says `free disk space below the minimum` with the numbers.",
+		Fix:   "Bring the next hop back (`hve queue list --status deferred` shows what waits and why), or free disk space or grow the volume. Mail is accepted again within a second of the free space rising above the minimum; clients retry by themselves.",
+	}
 	Accepted = &Reply{
 		Name: "accepted", Code: 250, Enhanced: smtp.EnhancedCode{2, 0, 0},
 		Text:  "OK <%s>",
@@ -328,7 +334,7 @@ var Own = []*Reply{
 	NotAuthenticated, SenderDenied, InvalidAddress, TooManyRecipients, ExternalRecipient,
 	ExternalNoSmarthost, ExternalRecipientQuota, ExternalRateLimit, TenantDailyRecipientLimit, AccountDailyRecipientLimit,
 	RecipientNotFound, MessageTooLarge, MalformedHeader, HeaderFromDenied,
-	StorageUnavailable, StorageFull, Accepted,
+	StorageUnavailable, StorageFull, StorageLow, Accepted,
 }
 
 // Protocol lists the replies the SMTP protocol library sends by itself, for

@@ -22,6 +22,7 @@ import (
 
 	"hve/internal/access"
 	"hve/internal/admin"
+	"hve/internal/alert"
 	"hve/internal/config"
 	"hve/internal/delivery"
 	"hve/internal/directory"
@@ -35,6 +36,7 @@ import (
 	"hve/internal/tlsutil"
 	"hve/internal/trace"
 	"hve/internal/usage"
+	"hve/internal/webhook"
 	"hve/internal/webui"
 )
 
@@ -53,6 +55,9 @@ type Server struct {
 	OAuth *oauth.Service
 	// Access checks every sign-in of both endpoints (and diagnoses).
 	Access *access.Checker
+	// Alerts raises alerts (warning levels of the limits engine, the
+	// anomaly rule); webhooks hear of them through the dispatcher.
+	Alerts *alert.Raiser
 
 	log       *slog.Logger
 	cancel    context.CancelFunc
@@ -108,6 +113,13 @@ func (s *Server) start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	// Back-pressure: both endpoints stop accepting before the queue's
+	// disk fills (a next hop down for long makes the queue grow).
+	minFree, err := cfg.Queue.MinFree()
+	if err != nil {
+		return fmt.Errorf("[queue] %w", err)
+	}
+	space := queue.NewSpaceGuard(cfg.Data, minFree, s.log.With("part", "queue"))
 
 	// Listeners not yet handed to a server are closed if starting fails.
 	var pending []net.Listener
@@ -165,6 +177,7 @@ func (s *Server) start(ctx context.Context) (err error) {
 		defer s.wg.Done()
 		reports.Run(runCtx)
 	}()
+	s.startNotifications(runCtx, worker, meter)
 
 	s.OAuth = oauth.New(s.Store, oauth.Config{IssuerURL: issuer}, s.log.With("part", "oauth"))
 	if err := s.OAuth.EnsureKey(ctx); err != nil {
@@ -175,7 +188,7 @@ func (s *Server) start(ctx context.Context) (err error) {
 	// One limits engine for both endpoints, over the store's counters, so
 	// that quotas hold across endpoints and nodes.
 	limitsLog := s.log.With("part", "limits")
-	s.limits = limits.NewEngine(s.Store, limits.EngineConfig{Log: limitsLog, Observer: warnLogger(limitsLog)})
+	s.limits = limits.NewEngine(s.Store, limits.EngineConfig{Log: limitsLog, Observer: s.Alerts})
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -189,6 +202,7 @@ func (s *Server) start(ctx context.Context) (err error) {
 		MaxRecipients:   cfg.SMTP.MaxRecipients,
 		MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
 		Limits:          s.limits,
+		StorageLow:      space.Low,
 	}, s.Store, s.Access, s.spool, s.recorder, s.log.With("part", "smtp"))
 	sl, err := listen("SMTP", cfg.SMTP.Addr)
 	if err != nil {
@@ -208,6 +222,7 @@ func (s *Server) start(ctx context.Context) (err error) {
 			RecipientsPerDay:  cfg.Client.RecipientsPerDay,
 			MaxConnections:    cfg.Client.MaxConnections,
 			Limits:            s.limits,
+			StorageLow:        space.Low,
 		}, s.Store, s.Access, s.spool, s.recorder, s.log.With("part", "smtp-client"))
 		cl, err := listen("client SMTP", cfg.Client.Addr)
 		if err != nil {
@@ -219,7 +234,7 @@ func (s *Server) start(ctx context.Context) (err error) {
 
 	api := admin.New(s.Store, tokenHash, s.log.With("part", "admin"), admin.Options{
 		Diagnoser: s.Access, Sessions: s, Keys: s.OAuth, OAuth: s.OAuth.Handler(), Settings: s,
-		Usage: meter, Reports: reports,
+		Usage: meter, Reports: reports, Delivery: worker,
 	})
 	// The web admin center serves its pages on the admin listener and
 	// hands /api/, /oauth2/, /.well-known/ and /healthz to the API.
@@ -287,13 +302,23 @@ func (s *Server) SettingsChanged(tenantID int64) {
 	}
 }
 
-// warnLogger is the limits engine's Observer until alerts are built: it
-// logs that an account's daily recipients reached its warning level.
-func warnLogger(log *slog.Logger) limits.Observer {
-	return limits.ObserverFunc(func(_ context.Context, c limits.Crossing) {
-		log.Warn("usage crossed warn level", "tenant_id", c.Subject.TenantID, c.Subject.Kind, c.Subject.Name,
-			"used", c.Used, "limit", c.Limit, "warn_at_percent", c.WarnAt, "window", c.Window.Format(time.DateOnly), "counter", c.Key)
-	})
+// startNotifications starts what tells the outside world, from trace: the
+// dispatcher (webhook outbox rows, failure reports), the webhook sender,
+// and the anomaly rule; and makes the alert raiser.
+func (s *Server) startNotifications(ctx context.Context, worker *delivery.Worker, meter *usage.Aggregator) {
+	cfg := s.Config
+	dispatcher := webhook.NewDispatcher(s.Store, s.log.With("part", "webhooks"))
+	dispatcher.Hostname = cfg.Hostname
+	dispatcher.OnReport = worker.Wake
+	sender := webhook.NewSender(s.Store, nodeID(cfg.Hostname), s.log.With("part", "webhooks"))
+	dispatcher.OnNotify = sender.Wake
+	s.Alerts = alert.NewRaiser(s.Store, s.log.With("part", "alerts"))
+	s.Alerts.OnRaise = dispatcher.Wake
+	anomaly := alert.NewAnomaly(s.Store, s.Alerts, s.log.With("part", "alerts"))
+	anomaly.Factor, anomaly.Floor, anomaly.Meter = cfg.Alerts.AnomalyFactor, cfg.Alerts.AnomalyFloor, meter
+	for _, run := range []func(context.Context){dispatcher.Run, sender.Run, anomaly.Run} {
+		s.wg.Go(func() { run(ctx) })
+	}
 }
 
 func isClosed(err error) bool {
@@ -332,6 +357,9 @@ func (s *Server) Close() error {
 			s.cancel()
 		}
 		s.wg.Wait()
+		if s.Alerts != nil {
+			s.Alerts.Wait() // alerts being recorded
+		}
 		if s.limits != nil {
 			// Units leased and not used go back, for the other nodes.
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

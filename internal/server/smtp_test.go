@@ -39,6 +39,7 @@ func TestEveryOwnReplyIsTested(t *testing.T) {
 		"header-from-denied":            "TestHeaderFromMustBeTheAccount",
 		"storage-unavailable":           "smtpd.TestStorageFailure, smtpd.TestDirectoryFailureAtRcpt",
 		"storage-full":                  "smtpd.TestStorageFull",
+		"storage-low":                   "TestStorageLowRefusesMail, smtpd.TestStorageLow",
 		"accepted":                      "TestAcceptedNamesQueueID",
 		"account-on-client-endpoint":    "TestAccountOnClientEndpoint",
 		"converted-to-mailbox":          "TestConvertedToMailbox",

@@ -96,6 +96,11 @@ type Config struct {
 	// one engine over the store's counters; nil gives the endpoint an
 	// engine of its own over in-memory counters (one process only).
 	Limits *limits.Engine
+	// StorageLow, if set, reports whether the queue's disk is below its
+	// free space minimum (queue.SpaceGuard.Low): while it is, MAIL and
+	// DATA are answered reply.StorageLow, so that a queue growing during
+	// a long outage of a next hop never fills the disk.
+	StorageLow func() (bool, string)
 	// SettingsTTL is how long limit settings are reused before they are
 	// read again; 0 means DefaultSettingsTTL, negative means every
 	// transaction reads them.

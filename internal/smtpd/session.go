@@ -233,6 +233,9 @@ func (s *session) Mail(from string, _ *smtp.MailOptions) error {
 	if !s.sender.sendsAs(addr) {
 		return s.refuse("", reply.SenderDenied.Err())
 	}
+	if rerr := s.storageLow(); rerr != nil {
+		return rerr
+	}
 	ctx, cancel := s.ctx()
 	defer cancel()
 	p, err := s.e.policyOf(ctx, s.sender)
@@ -315,8 +318,28 @@ func (s *session) rcptExternal(ctx context.Context, addr string) error {
 	return nil
 }
 
+// storageLow refuses a transaction while the queue's disk is below its
+// free space minimum. It writes no trace event: trace lives on the same
+// disk.
+func (s *session) storageLow() error {
+	if s.e.cfg.StorageLow == nil {
+		return nil
+	}
+	if low, reason := s.e.cfg.StorageLow(); low {
+		s.log.Debug("transaction refused: disk space low", "reason", reason)
+		return reply.StorageLow.Err()
+	}
+	return nil
+}
+
 // Data reads, checks and queues the message.
 func (s *session) Data(r io.Reader) error {
+	// Checked again at DATA, as the disk may have filled since MAIL: here,
+	// before the message is read into memory (go-smtp discards it), and
+	// once more before it is queued.
+	if rerr := s.storageLow(); rerr != nil {
+		return rerr
+	}
 	raw, err := io.ReadAll(r)
 	if errors.Is(err, smtp.ErrDataTooLarge) {
 		return s.refuse(strings.Join(s.rcpts, ","), reply.MessageTooLarge.Err())
@@ -357,6 +380,9 @@ func (s *session) Data(r io.Reader) error {
 			Sender: msg.Sender, Recipient: rcpt, Event: trace.EventReceived, Status: trace.StatusPending,
 			Detail: detail, ClientIP: s.ip, Subject: msg.Subject, Size: msg.Size,
 		}
+	}
+	if rerr := s.storageLow(); rerr != nil {
+		return rerr
 	}
 	// From here this goroutine decides the reservations' fate: a Logout
 	// from another goroutine (a revocation) while the message is being

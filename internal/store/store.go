@@ -42,6 +42,8 @@ type Store interface {
 	Usage
 	Counters
 	Admins
+	Webhooks
+	Alerts
 	Close() error
 }
 
@@ -85,7 +87,7 @@ type Directory interface {
 	// UpdateAccount replaces the account's changeable fields (display name,
 	// aliases, reply-to, enabled, password hash, authentication policy,
 	// tokens-valid-from, allowed apps, allowed networks, daily recipient
-	// limit, warning level). A named policy
+	// limit, warning level, failure report address). A named policy
 	// must exist and the allowed apps be at most MaxAllowedApps (ErrInvalid).
 	UpdateAccount(ctx context.Context, a directory.Account) (directory.Account, error)
 	RemoveAccount(ctx context.Context, tenantID, id int64) error
@@ -201,8 +203,8 @@ type Queue interface {
 	// returns only once they are durable (fsynced). Callers batch many
 	// messages into one call so that they share one sync (group commit).
 	Enqueue(ctx context.Context, msgs []*queue.Message, events []trace.Event) error
-	// Claim leases up to limit messages that are due for delivery and not
-	// leased by a live owner, until now+lease. Each carries its recipients
+	// Claim leases up to limit messages that are due for delivery, not
+	// held (QueueHold) and not leased by a live owner, until now+lease. Each carries its recipients
 	// due at now in Due. Bodies are not loaded.
 	Claim(ctx context.Context, owner string, now time.Time, limit int, lease time.Duration) ([]*queue.Message, error)
 	// Finish records deliveries atomically: mailbox copies, trace events,
@@ -219,6 +221,114 @@ type Queue interface {
 	MessageBody(ctx context.Context, queueID string) ([]byte, error)
 	// QueueDepth counts messages not yet finished.
 	QueueDepth(ctx context.Context) (int, error)
+
+	// QueueItems lists a tenant's queued messages that match q, by queue
+	// id (oldest first), each with its open recipients (all of them with
+	// q.QueueID). A message being delivered when the list is read may have
+	// moved on since.
+	QueueItems(ctx context.Context, q QueueQuery) ([]QueueItem, error)
+	// ControlQueue applies an admin's action (see QueueAction) to one
+	// queued message of a tenant, or with c.All to every queued message of
+	// the tenant (QueueRetry only). The change and a trace event for each
+	// open recipient it touches are one transaction. It returns how many
+	// messages changed. ErrNotFound: no such message in the tenant's
+	// queue; ErrInvalid: the action does not apply (the error says why).
+	ControlQueue(ctx context.Context, c QueueControl) (int, error)
+}
+
+// QueueStatus is where a queued message stands, as queue control shows it.
+type QueueStatus string
+
+// The queue statuses. A message is in exactly one, in this order of
+// precedence.
+const (
+	// QueueHeld: an admin held it; delivery skips it until released.
+	QueueHeld QueueStatus = "held"
+	// QueueActive: a delivery node holds its lease (it is being delivered).
+	QueueActive QueueStatus = "active"
+	// QueueDeferred: an attempt of at least one open recipient failed
+	// temporarily; the next is due at NextAttemptAt.
+	QueueDeferred QueueStatus = "deferred"
+	// QueuePending: waiting for its first attempt.
+	QueuePending QueueStatus = "pending"
+)
+
+// QueueStatuses lists every queue status, for validating filters.
+var QueueStatuses = []QueueStatus{QueueHeld, QueueActive, QueueDeferred, QueuePending}
+
+// QueueQuery selects queued messages of one tenant. Zero fields match
+// everything.
+type QueueQuery struct {
+	TenantID int64
+	// QueueID selects one message.
+	QueueID string
+	Status  QueueStatus
+	// Domain selects messages with an open recipient in the domain.
+	Domain string
+	// After is the paging cursor: the last queue id of the previous page.
+	After string
+	// Limit caps the page (default 100, at most 1000).
+	Limit int
+	// Now tells active messages (leased until after Now) from the others.
+	Now time.Time
+}
+
+// QueueItem is one queued message as queue control shows it.
+type QueueItem struct {
+	QueueID    string      `json:"queue_id"`
+	MessageID  string      `json:"message_id"`
+	Sender     string      `json:"sender"`
+	Subject    string      `json:"subject"`
+	Size       int64       `json:"size"`
+	ReceivedAt time.Time   `json:"received_at"`
+	Status     QueueStatus `json:"status"`
+	// HeldBy names the admin who held the message; empty unless held.
+	HeldBy string `json:"held_by,omitempty"`
+	// NextAttemptAt is when its earliest open recipient is due (a held
+	// message waits for its release whatever this says).
+	NextAttemptAt time.Time `json:"next_attempt_at"`
+	// Attempts is the most attempts of any open recipient, and LastReply
+	// the latest reply of a next hop to one (empty before any attempt).
+	Attempts  int    `json:"attempts"`
+	LastReply string `json:"last_reply"`
+	// Recipients are the open recipients (every recipient when the query
+	// named the message).
+	Recipients []queue.Recipient `json:"recipients"`
+}
+
+// QueueAction is what an admin does to a queued message.
+type QueueAction string
+
+// The queue actions.
+const (
+	// QueueHold: delivery skips the message until it is released
+	// (ErrInvalid if it is held already). A delivery under way finishes.
+	QueueHold QueueAction = "hold"
+	// QueueRelease ends a hold and makes every open recipient due at once
+	// (ErrInvalid if it is not held).
+	QueueRelease QueueAction = "release"
+	// QueueRetry makes the open recipients due at once, keeping their
+	// attempt counts (ErrInvalid for a held message: release it). With
+	// All, only messages not held, and only recipients due later, change.
+	QueueRetry QueueAction = "retry"
+	// QueueDelete takes the message out of the queue: its open recipients
+	// fail with the admin's name as the reason and are never delivered.
+	// A delivery under way when it is deleted may still reach its next hop.
+	QueueDelete QueueAction = "delete"
+)
+
+// QueueControl is one admin action on the queue.
+type QueueControl struct {
+	TenantID int64
+	QueueID  string
+	// All applies a retry to every queued message of the tenant (of
+	// Domain, when set: then only the recipients in that domain).
+	All    bool
+	Domain string
+	Action QueueAction
+	// Actor names the admin in the trace events.
+	Actor string
+	Now   time.Time
 }
 
 // Delivery is the outcome of delivering one queued message.

@@ -20,12 +20,25 @@ const (
 	// temporarily; the status stays Pending and Detail holds the next
 	// hop's reply and when the next attempt is due.
 	EventDeferred = "Deferred"
+	// EventHeld, EventReleased and EventRetried record an admin's queue
+	// control (hve queue hold, release, retry); Detail names the admin.
+	// A message deleted from the queue gets EventFailed for each open
+	// recipient, with the admin in Detail.
+	EventHeld     = "Held"
+	EventReleased = "Released"
+	EventRetried  = "Retried"
 	// EventSignInRefused: a sign-in was refused; Sender is the username,
 	// Detail the reply and the reason (a Conditional Access policy's name).
 	EventSignInRefused = "SignInRefused"
 	// EventSignInReportOnly: a report-only Conditional Access policy would
 	// have blocked a sign-in that went ahead.
 	EventSignInReportOnly = "SignInReportOnly"
+	// EventAlert: an alert was raised about an account (a warning level
+	// reached, an anomalous hourly volume; see package alert). Sender is
+	// the account (empty for an alert about the whole tenant), Detail the
+	// alert's kind and text; it has no status. Webhooks subscribed to
+	// alerts receive it.
+	EventAlert = "Alert"
 )
 
 // Statuses: where a message or recipient stands, as admins filter on them.

@@ -6,8 +6,8 @@ package webui_test
 // and saves a screenshot of every page at 1280 and 390 pixels wide.
 //
 // Screenshots go to $HVE_ARTEFACTS (else a temporary directory, logged);
-// with -update-screenshots, the 1280-pixel ones (and two at 390) are also
-// written to docs/img for docs/admin-center.md.
+// with -update-screenshots, those docs/admin-center.md shows are also
+// written to docs/img.
 
 import (
 	"context"
@@ -316,7 +316,7 @@ var docsShots = map[string]bool{
 }
 
 // shoot saves a full-page screenshot as PNG (and, with
-// -update-screenshots, a JPEG copy in docs/img).
+// -update-screenshots, a copy in docs/img).
 func shoot(t *testing.T, ctx context.Context, dir, name string, width int) {
 	t.Helper()
 	file := fmt.Sprintf("%s-%d", name, width)
@@ -328,11 +328,7 @@ func shoot(t *testing.T, ctx context.Context, dir, name string, width int) {
 		t.Fatal(err)
 	}
 	if *updateScreenshots && docsShots[file] {
-		jpg, err := chromedp.Run(ctx, chromedp.FullScreenshot(80))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join("..", "..", "docs", "img", "admin-"+file+".jpg"), jpg, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join("..", "..", "docs", "img", "admin-"+file+".png"), png, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -70,7 +70,7 @@ var navigation = []navItem{
 	{"/admins", "Admins", false},
 }
 
-// Nav returns the navigation entries the admin may use.
+// NavItems returns the navigation entries the admin may use.
 func (v *view) NavItems() []navItem {
 	var out []navItem
 	for _, n := range navigation {
@@ -144,7 +144,6 @@ var funcs = template.FuncMap{
 	},
 	"list":   func(items ...string) []string { return items },
 	"hasApp": func(l []directory.ClientApp, a string) bool { return slices.Contains(l, directory.ClientApp(a)) },
-	"add":  func(a, b int) int { return a + b },
 }
 
 // cell renders one value of a generic JSON table.

@@ -214,9 +214,9 @@ func (u *UI) removeAccount(w http.ResponseWriter, r *http.Request, s *session, v
 }
 
 type diagnoseView struct {
-	Address                    string
+	Address                     string
 	FromIP, Auth, Endpoint, App string
-	Result                     struct {
+	Result                      struct {
 		Address  string        `json:"address"`
 		Kind     string        `json:"kind"`
 		Endpoint string        `json:"endpoint"`
@@ -321,61 +321,6 @@ func (u *UI) addDomain(w http.ResponseWriter, r *http.Request, s *session, v *vi
 }
 
 // --- routes ---
-
-// tableView is a generic table of an API list whose shape this package
-// does not know.
-type tableView struct {
-	// Available: the API has the endpoint in this build.
-	Available bool
-	Columns   []string
-	Rows      [][]any
-	// Raw keeps each row's object, for row actions.
-	Raw []map[string]any
-}
-
-// jsonTable turns a JSON array of objects into a table, columns in the
-// order of first appearance (keys of each object sorted), hiding
-// columns named in hide.
-func jsonTable(raw []byte, hide ...string) (tableView, error) {
-	t := tableView{Available: true}
-	var list []map[string]any
-	if err := json.Unmarshal(raw, &list); err != nil {
-		// An object holding the list under "items".
-		var page struct {
-			Items []map[string]any `json:"items"`
-		}
-		if err2 := json.Unmarshal(raw, &page); err2 != nil {
-			return t, err
-		}
-		list = page.Items
-	}
-	seen := map[string]bool{}
-	for _, h := range hide {
-		seen[h] = true
-	}
-	for _, obj := range list {
-		keys := make([]string, 0, len(obj))
-		for k := range obj {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		for _, k := range keys {
-			if !seen[k] {
-				seen[k] = true
-				t.Columns = append(t.Columns, k)
-			}
-		}
-	}
-	for _, obj := range list {
-		row := make([]any, len(t.Columns))
-		for i, c := range t.Columns {
-			row[i] = obj[c]
-		}
-		t.Rows = append(t.Rows, row)
-		t.Raw = append(t.Raw, obj)
-	}
-	return t, nil
-}
 
 // routesView is the routes page: Available is false while this build's
 // API has no routes endpoint.

@@ -14,8 +14,8 @@ import (
 	"strings"
 	"time"
 
-	"hve/internal/adminauth"
 	"hve/internal/admin"
+	"hve/internal/adminauth"
 	"hve/internal/audit"
 	"hve/internal/trace"
 )
@@ -339,7 +339,9 @@ func (u *UI) reports(r *http.Request, s *session, v *view) error {
 	for _, sd := range bySender {
 		d.Senders = append(d.Senders, *sd)
 	}
-	slices.SortFunc(d.Senders, func(a, b sender) int { return cmp.Or(cmp.Compare(b.Messages, a.Messages), strings.Compare(a.Account, b.Account)) })
+	slices.SortFunc(d.Senders, func(a, b sender) int {
+		return cmp.Or(cmp.Compare(b.Messages, a.Messages), strings.Compare(a.Account, b.Account))
+	})
 	d.Charts = append(d.Charts, barChart("Messages per day, all accounts", periods, total))
 	for i, sd := range d.Senders {
 		if i == 5 {
@@ -350,7 +352,9 @@ func (u *UI) reports(r *http.Request, s *session, v *view) error {
 	for k, n := range d.Report.Total.RefusalsByReason {
 		d.Reasons = append(d.Reasons, reason{k, n})
 	}
-	slices.SortFunc(d.Reasons, func(a, b reason) int { return cmp.Or(cmp.Compare(b.Count, a.Count), strings.Compare(a.Reason, b.Reason)) })
+	slices.SortFunc(d.Reasons, func(a, b reason) int {
+		return cmp.Or(cmp.Compare(b.Count, a.Count), strings.Compare(a.Reason, b.Reason))
+	})
 	v.Data = d
 	return nil
 }
@@ -424,34 +428,65 @@ func (u *UI) usageCSV(w http.ResponseWriter, r *http.Request) {
 
 // --- queue ---
 
+// queueItem is one queued message as the queue API shows it.
+type queueItem struct {
+	QueueID       string    `json:"queue_id"`
+	Sender        string    `json:"sender"`
+	Subject       string    `json:"subject"`
+	Size          int64     `json:"size"`
+	ReceivedAt    time.Time `json:"received_at"`
+	Status        string    `json:"status"`
+	HeldBy        string    `json:"held_by"`
+	NextAttemptAt time.Time `json:"next_attempt_at"`
+	Attempts      int       `json:"attempts"`
+	LastReply     string    `json:"last_reply"`
+	Recipients    []struct {
+		Address string `json:"address"`
+	} `json:"recipients"`
+}
+
 // queueView is the queue page: Available is false while this build's API
 // has no queue endpoint.
 type queueView struct {
-	tableView
-	Path string
+	Available bool
+	Status    string
+	Items     []queueItem
+	Next      string
 }
 
 func (u *UI) queue(r *http.Request, s *session, v *view) error {
 	path := v.API("/queue")
-	d := queueView{Path: path}
-	if !u.exists("GET", path) {
-		v.Data = d
+	d := queueView{Available: u.exists("GET", path), Status: r.FormValue("status")}
+	v.Data = d
+	if !d.Available {
 		return nil
 	}
-	var raw []byte
-	if err := u.call(r, s, "GET", path, nil, &raw); err != nil {
+	q := url.Values{}
+	for _, k := range []string{"status", "cursor"} {
+		if val := r.FormValue(k); val != "" {
+			q.Set(k, val)
+		}
+	}
+	var page struct {
+		Items      []queueItem `json:"items"`
+		NextCursor string      `json:"next_cursor"`
+	}
+	if err := u.call(r, s, "GET", path+"?"+q.Encode(), nil, &page); err != nil {
 		return err
 	}
-	t, err := jsonTable(raw)
-	if err != nil {
-		return err
+	d.Items = page.Items
+	if page.NextCursor != "" {
+		next := url.Values{"cursor": {page.NextCursor}, "tenant": {v.Tenant}}
+		if d.Status != "" {
+			next.Set("status", d.Status)
+		}
+		d.Next = "/queue?" + next.Encode()
 	}
-	d.tableView = t
 	v.Data = d
 	return nil
 }
 
-// queueVerbs are the queue actions the page offers, when the API has them.
+// queueVerbs are the queue actions the page offers.
 var queueVerbs = []string{"retry", "hold", "release", "delete"}
 
 func (u *UI) queueAction(w http.ResponseWriter, r *http.Request, s *session, v *view) (string, bool, error) {

@@ -271,6 +271,7 @@ type recorder struct {
 	body   bytes.Buffer
 }
 
+// Header, WriteHeader and Write implement http.ResponseWriter.
 func (r *recorder) Header() http.Header { return r.header }
 func (r *recorder) WriteHeader(s int) {
 	if !r.wrote {

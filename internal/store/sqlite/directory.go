@@ -384,9 +384,11 @@ func (s *Store) CreateAccount(ctx context.Context, a directory.Account) (directo
 			return err
 		}
 		res, err := tx.ExecContext(ctx, `INSERT INTO accounts (tenant_id, name, display_name, address, password_hash, reply_to, enabled, created_at, updated_at,
-			auth_policy, tokens_valid_from, allowed_apps, allowed_networks, daily_recipient_limit, warn_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			auth_policy, tokens_valid_from, allowed_apps, allowed_networks, daily_recipient_limit, warn_at, failure_report_to)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			a.TenantID, a.Name, a.DisplayName, a.Address, a.PasswordHash, a.ReplyTo, a.Enabled, nanos(a.CreatedAt), nanos(a.UpdatedAt),
-			a.AuthPolicy, nanos(a.TokensValidFrom), jsonList(a.AllowedApps), jsonList(a.AllowedNetworks), a.DailyRecipientLimit, a.WarnAt)
+			a.AuthPolicy, nanos(a.TokensValidFrom), jsonList(a.AllowedApps), jsonList(a.AllowedNetworks), a.DailyRecipientLimit, a.WarnAt,
+			a.FailureReportTo)
 		if err != nil {
 			return err
 		}
@@ -429,13 +431,13 @@ func checkMaxAccounts(ctx context.Context, tx *sql.Tx, tenantID int64) error {
 }
 
 const accountColumns = `id, tenant_id, name, display_name, address, password_hash, reply_to, enabled, created_at, updated_at,
-	auth_policy, tokens_valid_from, allowed_apps, allowed_networks, daily_recipient_limit, warn_at`
+	auth_policy, tokens_valid_from, allowed_apps, allowed_networks, daily_recipient_limit, warn_at, failure_report_to`
 
 func scanAccount(row scanner) (a directory.Account, err error) {
 	var created, updated, validFrom int64
 	var apps, networks string
 	err = row.Scan(&a.ID, &a.TenantID, &a.Name, &a.DisplayName, &a.Address, &a.PasswordHash, &a.ReplyTo, &a.Enabled, &created, &updated,
-		&a.AuthPolicy, &validFrom, &apps, &networks, &a.DailyRecipientLimit, &a.WarnAt)
+		&a.AuthPolicy, &validFrom, &apps, &networks, &a.DailyRecipientLimit, &a.WarnAt, &a.FailureReportTo)
 	if err != nil {
 		return a, err
 	}
@@ -488,11 +490,12 @@ func (s *Store) UpdateAccount(ctx context.Context, a directory.Account) (directo
 		}
 		err := execOne(ctx, tx, fmt.Sprintf("account %s", a.Address),
 			`UPDATE accounts SET display_name = ?, password_hash = ?, reply_to = ?, enabled = ?, updated_at = ?,
-				auth_policy = ?, tokens_valid_from = ?, allowed_apps = ?, allowed_networks = ?, daily_recipient_limit = ?, warn_at = ?
+				auth_policy = ?, tokens_valid_from = ?, allowed_apps = ?, allowed_networks = ?, daily_recipient_limit = ?, warn_at = ?,
+				failure_report_to = ?
 				WHERE tenant_id = ? AND id = ?`,
 			a.DisplayName, a.PasswordHash, a.ReplyTo, a.Enabled, nanos(a.UpdatedAt),
 			a.AuthPolicy, nanos(a.TokensValidFrom), jsonList(a.AllowedApps), jsonList(a.AllowedNetworks), a.DailyRecipientLimit, a.WarnAt,
-			a.TenantID, a.ID)
+			a.FailureReportTo, a.TenantID, a.ID)
 		if err != nil {
 			return err
 		}

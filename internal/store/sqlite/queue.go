@@ -79,7 +79,8 @@ func (s *Store) Enqueue(ctx context.Context, msgs []*queue.Message, events []tra
 	return nil
 }
 
-// Claim leases due messages to owner.
+// Claim leases due messages to owner; held messages wait for their
+// release.
 func (s *Store) Claim(ctx context.Context, owner string, now time.Time, limit int, lease time.Duration) ([]*queue.Message, error) {
 	var msgs []*queue.Message
 	err := s.tx(ctx, func(tx *sql.Tx) error {
@@ -87,7 +88,7 @@ func (s *Store) Claim(ctx context.Context, owner string, now time.Time, limit in
 			UPDATE messages SET lease_owner = ?, lease_until = ?
 			WHERE queue_id IN (
 				SELECT queue_id FROM messages
-				WHERE state = 'queued' AND next_attempt_at <= ? AND lease_until < ?
+				WHERE state = 'queued' AND held = 0 AND next_attempt_at <= ? AND lease_until < ?
 				ORDER BY next_attempt_at LIMIT ?)
 			RETURNING queue_id, tenant_id, account_id, mailbox_id, sender, recipients, message_id, subject, client_ip, size, received_at`,
 			owner, nanos(now.Add(lease)), nanos(now), nanos(now), limit)

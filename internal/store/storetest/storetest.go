@@ -96,6 +96,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"DetailRows", testDetailRows},
 	}
 	tests = append(tests, adminTests...)
+	tests = append(tests, webhookTests...)
+	tests = append(tests, queueControlTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.fn(t, open(t))

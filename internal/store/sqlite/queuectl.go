@@ -1,0 +1,334 @@
+package sqlite
+
+// Queue control: admins list a tenant's queued messages and hold, release,
+// retry or delete them. Every action writes trace events in the same
+// transaction as the change.
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+
+	"hve/internal/queue"
+	"hve/internal/store"
+	"hve/internal/trace"
+)
+
+// openStates is the SQL list of the recipient states delivery still has
+// to deal with.
+const openStates = `('pending', 'deferred')`
+
+// rcptDomain is the domain part of queue_recipients.recipient (r).
+const rcptDomain = `substr(r.recipient, instr(r.recipient, '@') + 1)`
+
+// QueueItems lists a tenant's queued messages matching q, oldest first.
+func (s *Store) QueueItems(ctx context.Context, q store.QueueQuery) ([]store.QueueItem, error) {
+	limit := q.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	limit = min(limit, 1000)
+	now := nanos(q.Now)
+	where := []string{"m.tenant_id = ?", "m.state = 'queued'", "m.queue_id > ?"}
+	args := []any{q.TenantID, q.After}
+	if q.QueueID != "" {
+		where = append(where, "m.queue_id = ?")
+		args = append(args, q.QueueID)
+	}
+	const deferred = `EXISTS (SELECT 1 FROM queue_recipients r WHERE r.queue_id = m.queue_id AND r.state = 'deferred')`
+	switch q.Status {
+	case "":
+	case store.QueueHeld:
+		where = append(where, "m.held = 1")
+	case store.QueueActive:
+		where = append(where, "m.held = 0", "m.lease_until > ?")
+		args = append(args, now)
+	case store.QueueDeferred:
+		where = append(where, "m.held = 0", "m.lease_until <= ?", deferred)
+		args = append(args, now)
+	case store.QueuePending:
+		where = append(where, "m.held = 0", "m.lease_until <= ?", "NOT "+deferred)
+		args = append(args, now)
+	default:
+		return nil, fmt.Errorf("%w: queue status %q: use held, active, deferred or pending", store.ErrInvalid, q.Status)
+	}
+	if q.Domain != "" {
+		where = append(where, `EXISTS (SELECT 1 FROM queue_recipients r WHERE r.queue_id = m.queue_id AND r.state IN `+openStates+
+			` AND `+rcptDomain+` = ?)`)
+		args = append(args, strings.ToLower(q.Domain))
+	}
+	args = append(args, limit)
+	rows, err := s.r.QueryContext(ctx, `SELECT m.queue_id, m.message_id, m.sender, m.subject, m.size, m.received_at,
+		m.held, m.held_by, m.lease_until, m.next_attempt_at
+		FROM messages m WHERE `+strings.Join(where, " AND ")+` ORDER BY m.queue_id LIMIT ?`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("listing the queue: %w", err)
+	}
+	type row struct {
+		item       store.QueueItem
+		held       bool
+		leaseUntil int64
+	}
+	list, err := collect(rows, func(sc scanner) (*row, error) {
+		r := &row{}
+		var received, next int64
+		err := sc.Scan(&r.item.QueueID, &r.item.MessageID, &r.item.Sender, &r.item.Subject, &r.item.Size, &received,
+			&r.held, &r.item.HeldBy, &r.leaseUntil, &next)
+		r.item.ReceivedAt, r.item.NextAttemptAt = fromNanos(received), fromNanos(next)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing the queue: %w", err)
+	}
+	items := make([]store.QueueItem, 0, len(list))
+	if len(list) == 0 {
+		return items, nil
+	}
+	byID := make(map[string]*row, len(list))
+	ids := make([]any, 0, len(list))
+	for _, r := range list {
+		byID[r.item.QueueID] = r
+		ids = append(ids, r.item.QueueID)
+	}
+	// Naming one message shows all its recipients; a list shows the open ones.
+	only := ` AND state IN ` + openStates
+	if q.QueueID != "" {
+		only = ""
+	}
+	rrows, err := s.r.QueryContext(ctx, `SELECT `+recipientColumns+` FROM queue_recipients
+		WHERE queue_id IN (?`+strings.Repeat(", ?", len(ids)-1)+`)`+only+` ORDER BY queue_id, seq`, ids...)
+	if err != nil {
+		return nil, fmt.Errorf("listing the queue's recipients: %w", err)
+	}
+	_, err = collect(rrows, func(sc scanner) (struct{}, error) {
+		id, rc, err := scanRecipient(sc)
+		if r := byID[id]; r != nil && err == nil {
+			r.item.Recipients = append(r.item.Recipients, rc)
+		}
+		return struct{}{}, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing the queue's recipients: %w", err)
+	}
+	for _, r := range list {
+		it := r.item
+		deferred := false
+		var latest int64
+		for _, rc := range it.Recipients {
+			if !rc.State.Open() {
+				continue
+			}
+			deferred = deferred || rc.State == queue.RecipientDeferred
+			it.Attempts = max(it.Attempts, rc.Attempts)
+			if rc.LastReply != "" && nanos(rc.UpdatedAt) >= latest {
+				latest, it.LastReply = nanos(rc.UpdatedAt), rc.LastReply
+			}
+		}
+		switch {
+		case r.held:
+			it.Status = store.QueueHeld
+		case r.leaseUntil > now:
+			it.Status = store.QueueActive
+		case deferred:
+			it.Status = store.QueueDeferred
+		default:
+			it.Status = store.QueuePending
+		}
+		if it.Recipients == nil {
+			it.Recipients = []queue.Recipient{}
+		}
+		items = append(items, it)
+	}
+	return items, nil
+}
+
+// queuedMessage is what a trace event of queue control repeats of its
+// message.
+type queuedMessage struct {
+	queueID, messageID, sender, subject, clientIP string
+	size                                          int64
+	held                                          bool
+	heldBy                                        string
+}
+
+// ControlQueue applies an admin's action to the queue.
+func (s *Store) ControlQueue(ctx context.Context, c store.QueueControl) (int, error) {
+	switch c.Action {
+	case store.QueueHold, store.QueueRelease, store.QueueRetry, store.QueueDelete:
+	default:
+		return 0, fmt.Errorf("%w: queue action %q", store.ErrInvalid, c.Action)
+	}
+	if c.All && c.Action != store.QueueRetry {
+		return 0, fmt.Errorf("%w: only retry applies to the whole queue", store.ErrInvalid)
+	}
+	if !c.All && c.QueueID == "" {
+		return 0, fmt.Errorf("%w: no queue id", store.ErrInvalid)
+	}
+	var n int
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if c.All {
+			n, err = retryAll(ctx, tx, c)
+			return err
+		}
+		n = 1
+		return controlOne(ctx, tx, c)
+	})
+	if err != nil {
+		what := c.QueueID
+		if c.All {
+			what = "the queue"
+		}
+		return 0, fmt.Errorf("%s of %s: %w", c.Action, what, err)
+	}
+	return n, nil
+}
+
+// controlOne applies c to the message c.QueueID.
+func controlOne(ctx context.Context, tx *sql.Tx, c store.QueueControl) error {
+	m := queuedMessage{queueID: c.QueueID}
+	err := tx.QueryRowContext(ctx, `SELECT message_id, sender, subject, client_ip, size, held, held_by FROM messages
+		WHERE queue_id = ? AND tenant_id = ? AND state = 'queued'`, c.QueueID, c.TenantID).
+		Scan(&m.messageID, &m.sender, &m.subject, &m.clientIP, &m.size, &m.held, &m.heldBy)
+	if err == sql.ErrNoRows {
+		return fmt.Errorf("%w: message %s is not in the queue (delivered, failed, deleted, or never here)", store.ErrNotFound, c.QueueID)
+	}
+	if err != nil {
+		return err
+	}
+	rcpts, err := openRecipients(ctx, tx, c.QueueID)
+	if err != nil {
+		return err
+	}
+	now := nanos(c.Now)
+	var name, status, detail string
+	switch c.Action {
+	case store.QueueHold:
+		if m.held {
+			return fmt.Errorf("%w: message %s is held already (by %s)", store.ErrInvalid, c.QueueID, m.heldBy)
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE messages SET held = 1, held_by = ?, held_at = ? WHERE queue_id = ?`, c.Actor, now, c.QueueID)
+		name, status, detail = trace.EventHeld, trace.StatusPending,
+			"held by admin "+c.Actor+": delivery skips the message until it is released"
+	case store.QueueRelease:
+		if !m.held {
+			return fmt.Errorf("%w: message %s is not held", store.ErrInvalid, c.QueueID)
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE messages SET held = 0, held_by = '', held_at = 0 WHERE queue_id = ?`, c.QueueID)
+		if err == nil {
+			err = makeDue(ctx, tx, c.QueueID, now)
+		}
+		name, status, detail = trace.EventReleased, trace.StatusPending, "released by admin "+c.Actor+": the next attempt is due at once"
+	case store.QueueRetry:
+		if m.held {
+			return fmt.Errorf("%w: message %s is held (by %s); release it, which makes it due at once", store.ErrInvalid, c.QueueID, m.heldBy)
+		}
+		err = makeDue(ctx, tx, c.QueueID, now)
+		name, status, detail = trace.EventRetried, trace.StatusPending, "retry requested by admin "+c.Actor+": the next attempt is due at once"
+	case store.QueueDelete:
+		reason := "deleted from the queue by admin " + c.Actor
+		_, err = tx.ExecContext(ctx, `UPDATE queue_recipients SET state = 'failed', last_reply = ?, next_attempt_at = ?, updated_at = ?
+			WHERE queue_id = ? AND state IN `+openStates, reason, now, now, c.QueueID)
+		if err == nil {
+			_, err = tx.ExecContext(ctx, `UPDATE messages SET state = 'done', finished_at = ?, lease_owner = '', lease_until = 0,
+				held = 0, held_by = '', held_at = 0 WHERE queue_id = ?`, now, c.QueueID)
+		}
+		name, status, detail = trace.EventFailed, trace.StatusFailed, reason+"; it was not delivered to this recipient"
+	}
+	if err != nil {
+		return err
+	}
+	events := make([]trace.Event, 0, len(rcpts))
+	for _, r := range rcpts {
+		events = append(events, m.event(c, r, name, status, detail))
+	}
+	return insertEvents(ctx, tx, events)
+}
+
+func (m queuedMessage) event(c store.QueueControl, rcpt, name, status, detail string) trace.Event {
+	return trace.Event{TenantID: c.TenantID, Time: c.Now.UTC(), QueueID: m.queueID, MessageID: m.messageID, Sender: m.sender,
+		Recipient: rcpt, Event: name, Status: status, Detail: detail, ClientIP: m.clientIP, Subject: m.subject, Size: m.size}
+}
+
+// openRecipients lists the addresses of a message's open recipients.
+func openRecipients(ctx context.Context, tx *sql.Tx, queueID string) ([]string, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT recipient FROM queue_recipients WHERE queue_id = ? AND state IN `+openStates+` ORDER BY seq`, queueID)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, func(sc scanner) (string, error) {
+		var r string
+		return r, sc.Scan(&r)
+	})
+}
+
+// makeDue brings the next attempt of a message's open recipients forward
+// to now; their attempt counts stay, and so does their place in the retry
+// schedule.
+func makeDue(ctx context.Context, tx *sql.Tx, queueID string, now int64) error {
+	_, err := tx.ExecContext(ctx, `UPDATE queue_recipients SET next_attempt_at = ?
+		WHERE queue_id = ? AND state IN `+openStates+` AND next_attempt_at > ?`, now, queueID, now)
+	if err == nil {
+		_, err = tx.ExecContext(ctx, `UPDATE messages SET next_attempt_at = min(next_attempt_at, ?) WHERE queue_id = ?`, now, queueID)
+	}
+	return err
+}
+
+// retryAll makes every open recipient of the tenant's queued messages
+// that are not held due now (of c.Domain, if set), and returns how many
+// messages changed. Only recipients due later get a Retried event.
+func retryAll(ctx context.Context, tx *sql.Tx, c store.QueueControl) (int, error) {
+	now := nanos(c.Now)
+	cond := `m.tenant_id = ? AND m.state = 'queued' AND m.held = 0 AND r.state IN ` + openStates + ` AND r.next_attempt_at > ?`
+	args := []any{c.TenantID, now}
+	if c.Domain != "" {
+		cond += ` AND ` + rcptDomain + ` = ?`
+		args = append(args, strings.ToLower(c.Domain))
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT m.queue_id, m.message_id, m.sender, m.subject, m.client_ip, m.size, r.recipient
+		FROM messages m JOIN queue_recipients r ON r.queue_id = m.queue_id WHERE `+cond+` ORDER BY m.queue_id, r.seq`, args...)
+	if err != nil {
+		return 0, err
+	}
+	type due struct {
+		m    queuedMessage
+		rcpt string
+	}
+	list, err := collect(rows, func(sc scanner) (due, error) {
+		var d due
+		return d, sc.Scan(&d.m.queueID, &d.m.messageID, &d.m.sender, &d.m.subject, &d.m.clientIP, &d.m.size, &d.rcpt)
+	})
+	if err != nil || len(list) == 0 {
+		return 0, err
+	}
+	updRcpt, err := tx.PrepareContext(ctx, `UPDATE queue_recipients SET next_attempt_at = ? WHERE queue_id = ? AND recipient = ?`)
+	if err != nil {
+		return 0, err
+	}
+	defer updRcpt.Close()
+	updMsg, err := tx.PrepareContext(ctx, `UPDATE messages SET next_attempt_at = min(next_attempt_at, ?) WHERE queue_id = ?`)
+	if err != nil {
+		return 0, err
+	}
+	defer updMsg.Close()
+	detail := "retry of the whole queue requested by admin " + c.Actor + ": the next attempt is due at once"
+	if c.Domain != "" {
+		detail = "retry of the queue for " + strings.ToLower(c.Domain) + " requested by admin " + c.Actor + ": the next attempt is due at once"
+	}
+	events := make([]trace.Event, 0, len(list))
+	n := 0
+	for i, d := range list {
+		if _, err := updRcpt.ExecContext(ctx, now, d.m.queueID, d.rcpt); err != nil {
+			return 0, err
+		}
+		if i == 0 || list[i-1].m.queueID != d.m.queueID {
+			n++
+			if _, err := updMsg.ExecContext(ctx, now, d.m.queueID); err != nil {
+				return 0, err
+			}
+		}
+		events = append(events, d.m.event(c, d.rcpt, trace.EventRetried, trace.StatusPending, detail))
+	}
+	return n, insertEvents(ctx, tx, events)
+}
