@@ -15,10 +15,11 @@ import (
 	"hve/internal/store"
 )
 
-// DeliveryWaker is the node's delivery worker: told to look at the queue
-// at once after a retry or release, instead of at its next poll.
+// DeliveryWaker is the node's delivery worker, told of a retry or release
+// so that it tries at once (next hops it found unreachable too) instead of
+// at its next poll.
 type DeliveryWaker interface {
-	Wake()
+	RetryNow()
 }
 
 // queueRoutes registers queue control: list a tenant's queued messages,
@@ -171,6 +172,6 @@ func (a *API) retryAll(w http.ResponseWriter, r *http.Request, t directory.Tenan
 
 func (a *API) wakeDelivery() {
 	if a.opts.Delivery != nil {
-		a.opts.Delivery.Wake()
+		a.opts.Delivery.RetryNow()
 	}
 }

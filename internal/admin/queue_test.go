@@ -178,4 +178,4 @@ func TestQueueControlTraceAndAudit(t *testing.T) {
 
 type wakeCounter struct{ n int }
 
-func (w *wakeCounter) Wake() { w.n++ }
+func (w *wakeCounter) RetryNow() { w.n++ }

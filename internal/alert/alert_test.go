@@ -215,8 +215,8 @@ func TestAnomalyAlertReachesWebhook(t *testing.T) {
 		rows = append(rows, store.UsageRow{TenantID: tn.ID, Account: "steady@contoso.test", Hour: hour.Add(-time.Duration(i) * time.Hour), Recipients: 200})
 	}
 	rows = append(rows,
-		store.UsageRow{TenantID: tn.ID, Account: "steady@contoso.test", Hour: hour, Recipients: 2500},  // 12.5× its baseline
-		store.UsageRow{TenantID: tn.ID, Account: "quiet@contoso.test", Hour: hour, Recipients: 900},    // under the floor's 1000
+		store.UsageRow{TenantID: tn.ID, Account: "steady@contoso.test", Hour: hour, Recipients: 2500}, // 12.5× its baseline
+		store.UsageRow{TenantID: tn.ID, Account: "quiet@contoso.test", Hour: hour, Recipients: 900},   // under the floor's 1000
 		store.UsageRow{TenantID: tn.ID, Account: "normal@contoso.test", Hour: hour, Recipients: 1500}, // no baseline, over 1000
 	)
 	usage(t, st, rows)

@@ -19,11 +19,10 @@ import (
 	"hve/internal/queue"
 )
 
-const (
-	outageMessages = 2000
-	outageBodySize = 20 << 10 // 40 MB of mail in all: too much to hide in the heap bound
-	outageStep     = 30 * time.Minute
-)
+// outageStep is how far the clock moves between delivery passes.
+// outageMessages and outageBodySize are in race_on_test.go and
+// race_off_test.go.
+const outageStep = 30 * time.Minute
 
 // heapAfterGC returns the live heap.
 func heapAfterGC() uint64 {
@@ -176,4 +175,35 @@ func TestNextHopDownForADay(t *testing.T) {
 	if len(copies) != outageMessages {
 		t.Errorf("the next hop got %d distinct recipients, want %d", len(copies), outageMessages)
 	}
+}
+
+// TestRetryNowForgetsUnreachableNextHops: a next hop that refused a
+// connection is not dialled again for DeadTime; an admin's retry
+// (Worker.RetryNow) tries it at once.
+func TestRetryNowForgetsUnreachableNextHops(t *testing.T) {
+	f, clk := newRelayFixture(t)
+	f.w.Relay.DeadTime = time.Hour
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hop := l.Addr().String()
+	l.Close()
+	f.route(directory.Route{Domain: relayDomain, Type: directory.RouteSMTP, Target: hop, TLS: directory.TLSNone})
+	m := f.enqueue(rx)
+	f.runOnce(1)
+	f.lastEvent(m, rx, "Deferred", "cannot connect")
+
+	s := startSink(t, sinkOptions{addr: hop})
+	clk.advance(time.Minute)
+	f.runOnce(1)
+	f.lastEvent(m, rx, "Deferred", "not tried again")
+	if s.rcpts(rx) != 0 {
+		t.Fatal("the next hop was dialled within its dead time")
+	}
+	f.w.RetryNow()
+	clk.advance(5 * time.Minute)
+	f.runOnce(1)
+	f.wantStates(m, map[string]queue.RecipientState{rx: queue.RecipientDelivered})
+	onlyOnce(t, s, rx)
 }

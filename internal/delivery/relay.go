@@ -386,6 +386,19 @@ func (r *Relay) dialTLS(ctx context.Context, route directory.Route, mode directo
 	return s, nil
 }
 
+// ForgetDead forgets which next hops could not be reached, so that the
+// next message for each is tried at once: an admin who retries the queue
+// (after fixing a next hop) wants an attempt, not the remembered failure.
+func (r *Relay) ForgetDead() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, d := range r.dests {
+		d.mu.Lock()
+		d.deadUntil, d.deadReason = time.Time{}, ""
+		d.mu.Unlock()
+	}
+}
+
 // markDead remembers that a route's next hop cannot be reached.
 func (r *Relay) markDead(route directory.Route, err error) {
 	if r.DeadTime <= 0 {

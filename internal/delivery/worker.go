@@ -93,6 +93,14 @@ func (w *Worker) Wake() {
 	}
 }
 
+// RetryNow is for an admin's retry or release: next hops that could not
+// be reached a moment ago are tried again at once, and the worker looks
+// at the queue now. It never blocks.
+func (w *Worker) RetryNow() {
+	w.Relay.ForgetDead()
+	w.Wake()
+}
+
 // Close ends the relay's idle connections to next hops.
 func (w *Worker) Close() {
 	w.Relay.Close()

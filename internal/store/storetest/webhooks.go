@@ -32,7 +32,7 @@ func testWebhooks(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	a := newTenant(t, s, "a")
 	b := newTenant(t, s, "b")
-	w1 := must(t, of(s.CreateWebhook(ctx, store.Webhook{TenantID: a.ID, URL: "https://hooks.a.example/1", Secret: "whsec_0123456789",
+	w1 := must(t, of(s.CreateWebhook(ctx, store.Webhook{TenantID: a.ID, URL: "https://hooks.a.example/1", Secret: "whsec_0123456789abcdef",
 		Events: []string{"alert", "failed"}})))
 	if w1.ID == 0 || w1.CreatedAt.IsZero() || w1.SecretHint == "" || w1.SecretHint == w1.Secret || len(w1.SecretHint) >= len(w1.Secret)/2 {
 		t.Errorf("created webhook = %+v; want an id, a time and a short hint", w1)
