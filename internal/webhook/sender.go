@@ -155,7 +155,11 @@ func (s *Sender) RunOnce(ctx context.Context) (int, error) {
 			defer func() { <-sem }()
 			err := s.post(postCtx, d)
 			d = s.outcome(d, err)
-			if ferr := s.store.FinishWebhookDelivery(ctx, s.owner, d); ferr != nil && !errors.Is(ferr, store.ErrNotFound) {
+			// A row gone with its webhook, or whose lease passed to
+			// another node (which sends it again: receivers drop the
+			// repeat by X-Hve-Delivery), needs nothing more here.
+			ferr := s.store.FinishWebhookDelivery(ctx, s.owner, d)
+			if ferr != nil && !errors.Is(ferr, store.ErrNotFound) && !errors.Is(ferr, store.ErrStale) {
 				mu.Lock()
 				errs = append(errs, ferr)
 				mu.Unlock()
