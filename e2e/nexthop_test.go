@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -159,6 +160,38 @@ func maildirWith(t *testing.T, maildir, token string) []string {
 	return out
 }
 
+// portOutsideEphemeral returns a free loopback address whose port is below
+// the ephemeral range: the port stays free until the server binds it later
+// in the test, as the system never picks it for other sockets.
+func portOutsideEphemeral(t *testing.T) string {
+	t.Helper()
+	for range 100 {
+		addr := fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000))
+		l, err := net.Listen("tcp", addr)
+		if err == nil {
+			l.Close()
+			return addr
+		}
+	}
+	t.Fatal("no free port between 20000 and 32000")
+	return ""
+}
+
+// waitMaildir waits until a Maildir holds a message with token (Postfix
+// answers 250 when it has queued a message; its delivery agent writes the
+// file a moment later) and returns the messages that hold it.
+func waitMaildir(t *testing.T, maildir, token string) []string {
+	t.Helper()
+	var got []string
+	eventually(t, 15*time.Second, "the message in "+maildir, func() (bool, string) {
+		got = maildirWith(t, maildir, token)
+		return len(got) > 0, fmt.Sprintf("%d messages with %s", len(got), token)
+	})
+	// A second copy would come as fast as the first: give it the time.
+	time.Sleep(200 * time.Millisecond)
+	return maildirWith(t, maildir, token)
+}
+
 // postfix is a Postfix instance of the test's own: configuration, queue
 // and Maildir in a temporary directory, listening on a loopback port,
 // accepting mail for its domain from 127.0.0.0/8 (its mynetworks) and
@@ -177,7 +210,8 @@ func newPostfix(t *testing.T, domain string) *postfix {
 	requireRoot(t, "Postfix")
 	uid, gid := lookupIDs(t, "postfix")
 	dir := shortTempDir(t, "hve-pf")
-	p := &postfix{t: t, dir: dir, addr: fmt.Sprintf("127.0.0.1:%d", freePorts(t, 1)[0]), maildir: filepath.Join(dir, "mail", "box")}
+	// Postfix starts after hve has tried (and failed) to reach it.
+	p := &postfix{t: t, dir: dir, addr: portOutsideEphemeral(t), maildir: filepath.Join(dir, "mail", "box")}
 	for _, sub := range []string{"queue", "data", "mail"} {
 		if err := os.Mkdir(filepath.Join(dir, sub), 0o755); err != nil {
 			t.Fatal(err)
@@ -429,7 +463,7 @@ func TestNextHops(t *testing.T) {
 		// Release makes it due at once (no wait for the retry schedule).
 		s.cli("", "queue", "release", qid)
 		s.waitDrained(30 * time.Second)
-		got := maildirWith(t, pf.maildir, token)
+		got := waitMaildir(t, pf.maildir, token)
 		if len(got) != 1 {
 			t.Fatalf("Postfix's Maildir holds %d copies of the message, want 1", len(got))
 		}
@@ -456,7 +490,7 @@ func TestNextHops(t *testing.T) {
 		qid := send(token, "someone@"+postfixDomain, "bob@"+dovecotDomain, "carol@"+dovecotDomain, "nobody@"+dovecotDomain)
 		s.waitDrained(30 * time.Second)
 
-		got := maildirWith(t, pf.maildir, token)
+		got := waitMaildir(t, pf.maildir, token)
 		if len(got) != 1 {
 			t.Fatalf("Postfix's Maildir holds %d copies, want 1", len(got))
 		}

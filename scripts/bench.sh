@@ -6,6 +6,7 @@
 #
 #   scripts/bench.sh                 # all workloads, 3 runs of 20 s each
 #   DURATION=10s RUNS=1 scripts/bench.sh W1 W4
+#   RUNS=5 DURATION=10s scripts/bench.sh W1 W1L   # the cost of the limits engine
 #
 # Settings (environment): DURATION (per run, default 20s), RUNS (default 3),
 # CONNS (default 20), MSGS (cap per run, default 1000000: runs are bounded

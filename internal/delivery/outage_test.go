@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"net"
 	"path/filepath"
 	"runtime"
@@ -23,6 +24,24 @@ import (
 // outageMessages and outageBodySize are in race_on_test.go and
 // race_off_test.go.
 const outageStep = 30 * time.Minute
+
+// unusedAddr returns a loopback address nothing listens on, for a next hop
+// that is down. Its port is below the ephemeral range, so that it stays
+// free until a sink binds it later in the test: the system never picks it
+// for other sockets.
+func unusedAddr(t *testing.T) string {
+	t.Helper()
+	for range 100 {
+		addr := fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000))
+		l, err := net.Listen("tcp", addr)
+		if err == nil {
+			l.Close()
+			return addr
+		}
+	}
+	t.Fatal("no free port between 20000 and 32000")
+	return ""
+}
 
 // heapAfterGC returns the live heap.
 func heapAfterGC() uint64 {
@@ -76,12 +95,7 @@ func TestNextHopDownForADay(t *testing.T) {
 	f, clk := newRelayFixture(t)
 	// The next hop: a port that refuses connections until the sink comes
 	// back on it.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hop := l.Addr().String()
-	l.Close()
+	hop := unusedAddr(t)
 	f.route(directory.Route{Domain: relayDomain, Type: directory.RouteSMTP, Target: hop, TLS: directory.TLSNone})
 
 	// Queue the messages in batches, as the spool would.
@@ -183,12 +197,7 @@ func TestNextHopDownForADay(t *testing.T) {
 func TestRetryNowForgetsUnreachableNextHops(t *testing.T) {
 	f, clk := newRelayFixture(t)
 	f.w.Relay.DeadTime = time.Hour
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hop := l.Addr().String()
-	l.Close()
+	hop := unusedAddr(t)
 	f.route(directory.Route{Domain: relayDomain, Type: directory.RouteSMTP, Target: hop, TLS: directory.TLSNone})
 	m := f.enqueue(rx)
 	f.runOnce(1)

@@ -132,8 +132,9 @@ func (w *Worker) Run(ctx context.Context) {
 
 // RunOnce claims one batch of due messages and delivers it: local
 // deliveries are recorded in one transaction, then each relayed message's
-// outcome as soon as its transactions with the next hops end. It returns
-// how many messages it handled.
+// outcome as soon as its transactions with the next hops end (outcomes
+// that are ready together share a commit). It returns how many messages
+// it handled.
 func (w *Worker) RunOnce(ctx context.Context) (int, error) {
 	started := time.Now()
 	msgs, err := w.store.Claim(ctx, w.owner, w.now(), w.BatchSize, w.Lease)

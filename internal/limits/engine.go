@@ -229,8 +229,9 @@ type counter struct {
 	// warned is the window whose warning level this node has dealt with.
 	warned  time.Time
 	lastUse time.Time
-	// refilling is set while a lease runs ahead of need (refill).
-	refilling bool
+	// refilling is closed when the lease running ahead of need (see
+	// refillAhead) ends; nil when none runs.
+	refilling chan struct{}
 }
 
 // NewEngine returns an engine counting in st.
@@ -280,22 +281,55 @@ func (e *Engine) Reserve(ctx context.Context, l Limit, n int64) (Reservation, er
 		return nil, fmt.Errorf("limits: %s has no maximum; leave unlimited counters alone", l.Key)
 	}
 	key := l.counterKey()
-	c := e.counter(key, l.Window)
-	now := e.clock().UTC()
-	crossing, err := e.reserveLocked(ctx, c, l, n, now)
-	c.mu.Unlock()
-	if err != nil {
-		return nil, err
+	var c *counter
+	var crossing *Crossing
+	var bucket time.Time
+	for {
+		c = e.counter(key, l.Window)
+		var err error
+		crossing, err = e.reserveLocked(ctx, c, l, n)
+		bucket = c.bucket
+		c.mu.Unlock()
+		if err == errForgotten {
+			continue // the counter was forgotten while this waited
+		}
+		if err != nil {
+			return nil, err
+		}
+		break
 	}
 	if crossing != nil && e.obs != nil {
 		e.obs.WarnLevelCrossed(ctx, *crossing)
 	}
-	return &engineReservation{e: e, c: c, bucket: c.bucket, n: n}, nil
+	return &engineReservation{e: e, c: c, bucket: bucket, n: n}, nil
 }
 
-// reserveLocked is Reserve with c.mu held. It returns the crossing of the
-// warning level this reservation caused, if any.
-func (e *Engine) reserveLocked(ctx context.Context, c *counter, l Limit, n int64, now time.Time) (*Crossing, error) {
+// errForgotten tells Reserve to look the counter up again.
+var errForgotten = errors.New("limits: counter forgotten")
+
+// reserveLocked is Reserve with c.mu held (it may let go of it while it
+// waits). It returns the crossing of the warning level this reservation
+// caused, if any.
+func (e *Engine) reserveLocked(ctx context.Context, c *counter, l Limit, n int64) (*Crossing, error) {
+	// A lease running ahead holds units the store counts already: wait for
+	// them rather than ask the store for more, or be refused near the
+	// limit while they are on their way.
+	for c.block < n && c.refilling != nil {
+		done := c.refilling
+		c.mu.Unlock()
+		select {
+		case <-done:
+		case <-ctx.Done():
+		}
+		c.mu.Lock()
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("limits: %w", err)
+		}
+		if c.dead {
+			return nil, errForgotten
+		}
+	}
+	now := e.clock().UTC()
 	c.lastUse = now
 	b := l.Window.bucketOf(now)
 	if !c.bucket.Equal(b) {
@@ -377,7 +411,7 @@ func (e *Engine) reserveLocked(ctx context.Context, c *counter, l Limit, n int64
 // level: near them, leases stay synchronous and as small as needed, which
 // keeps the count exact. c.mu is held.
 func (e *Engine) refillAhead(c *counter, l Limit, b, now time.Time) {
-	if c.refilling || c.known < 0 || c.dead {
+	if c.refilling != nil || c.known < 0 || c.dead {
 		return
 	}
 	want := e.blockSize(c, l, 1)
@@ -395,7 +429,8 @@ func (e *Engine) refillAhead(c *counter, l Limit, b, now time.Time) {
 		}
 		lease.Limit = lvl - 1
 	}
-	c.refilling = true
+	done := make(chan struct{})
+	c.refilling = done
 	max := l.Max
 	e.refills.Add(1)
 	go func() {
@@ -405,7 +440,8 @@ func (e *Engine) refillAhead(c *counter, l Limit, b, now time.Time) {
 		granted, used, err := e.store.LeaseQuota(ctx, lease)
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		c.refilling = false
+		c.refilling = nil
+		defer close(done)
 		if err != nil {
 			e.log.Error("limits: leasing ahead", "counter", c.key, "err", err)
 			return
@@ -572,7 +608,7 @@ func (e *Engine) sweep(ctx context.Context, all bool) error {
 				c.known = -1
 			}
 		}
-		if c.block == 0 && c.held == 0 && (ended || now.Sub(c.lastUse) >= e.idle) {
+		if c.block == 0 && c.held == 0 && c.refilling == nil && (ended || now.Sub(c.lastUse) >= e.idle) {
 			idle = append(idle, c)
 		}
 		c.mu.Unlock()
@@ -581,7 +617,7 @@ func (e *Engine) sweep(ctx context.Context, all bool) error {
 	e.mu.Lock()
 	for _, c := range idle {
 		c.mu.Lock()
-		if c.block == 0 && c.held == 0 && e.counters[c.key] == c {
+		if c.block == 0 && c.held == 0 && c.refilling == nil && e.counters[c.key] == c {
 			c.dead = true
 			delete(e.counters, c.key)
 		}

@@ -165,24 +165,17 @@ func (s *Store) ControlQueue(ctx context.Context, c store.QueueControl) (int, er
 	if !c.All && c.QueueID == "" {
 		return 0, fmt.Errorf("%w: no queue id", store.ErrInvalid)
 	}
-	var n int
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		var err error
-		if c.All {
-			n, err = retryAll(ctx, tx, c)
-			return err
+	if c.All {
+		n, err := s.retryAll(ctx, c)
+		if err != nil {
+			return n, fmt.Errorf("retry of the queue: %w", err)
 		}
-		n = 1
-		return controlOne(ctx, tx, c)
-	})
-	if err != nil {
-		what := c.QueueID
-		if c.All {
-			what = "the queue"
-		}
-		return 0, fmt.Errorf("%s of %s: %w", c.Action, what, err)
+		return n, nil
 	}
-	return n, nil
+	if err := s.tx(ctx, func(tx *sql.Tx) error { return controlOne(ctx, tx, c) }); err != nil {
+		return 0, fmt.Errorf("%s of %s: %w", c.Action, c.QueueID, err)
+	}
+	return 1, nil
 }
 
 // controlOne applies c to the message c.QueueID.
@@ -275,41 +268,81 @@ func makeDue(ctx context.Context, tx *sql.Tx, queueID string, now int64) error {
 	return err
 }
 
+// retryChunk is how many recipients one transaction of a retry of the
+// whole queue moves: a large queue is never read into memory at once,
+// nor locked in one long transaction.
+const retryChunk = 1000
+
+// retryPos is where a retry of the whole queue has got to.
+type retryPos struct {
+	queueID string
+	seq     int
+}
+
 // retryAll makes every open recipient of the tenant's queued messages
-// that are not held due now (of c.Domain, if set), and returns how many
-// messages changed. Only recipients due later get a Retried event.
-func retryAll(ctx context.Context, tx *sql.Tx, c store.QueueControl) (int, error) {
+// that are not held due now (of c.Domain, if set), a chunk at a time, and
+// returns how many messages changed. Only recipients due later get a
+// Retried event.
+func (s *Store) retryAll(ctx context.Context, c store.QueueControl) (int, error) {
+	var pos retryPos
+	n := 0
+	for {
+		var moved int
+		var last string
+		err := s.tx(ctx, func(tx *sql.Tx) error {
+			var err error
+			moved, last, pos, err = retryAllChunk(ctx, tx, c, pos)
+			return err
+		})
+		if err != nil {
+			return n, err
+		}
+		n += moved
+		if last == "" {
+			return n, nil
+		}
+	}
+}
+
+// retryAllChunk moves up to retryChunk recipients after pos. It returns
+// how many messages it changed (a message continued from the previous
+// chunk is not counted again), the last queue id it saw ("" when there was
+// nothing left) and the position to go on from.
+func retryAllChunk(ctx context.Context, tx *sql.Tx, c store.QueueControl, pos retryPos) (int, string, retryPos, error) {
 	now := nanos(c.Now)
-	cond := `m.tenant_id = ? AND m.state = 'queued' AND m.held = 0 AND r.state IN ` + openStates + ` AND r.next_attempt_at > ?`
-	args := []any{c.TenantID, now}
+	cond := `m.tenant_id = ? AND m.state = 'queued' AND m.held = 0 AND r.state IN ` + openStates + ` AND r.next_attempt_at > ?
+		AND (m.queue_id > ? OR m.queue_id = ? AND r.seq > ?)`
+	args := []any{c.TenantID, now, pos.queueID, pos.queueID, pos.seq}
 	if c.Domain != "" {
 		cond += ` AND ` + rcptDomain + ` = ?`
 		args = append(args, strings.ToLower(c.Domain))
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT m.queue_id, m.message_id, m.sender, m.subject, m.client_ip, m.size, r.recipient
-		FROM messages m JOIN queue_recipients r ON r.queue_id = m.queue_id WHERE `+cond+` ORDER BY m.queue_id, r.seq`, args...)
+	args = append(args, retryChunk)
+	rows, err := tx.QueryContext(ctx, `SELECT m.queue_id, m.message_id, m.sender, m.subject, m.client_ip, m.size, r.recipient, r.seq
+		FROM messages m JOIN queue_recipients r ON r.queue_id = m.queue_id WHERE `+cond+` ORDER BY m.queue_id, r.seq LIMIT ?`, args...)
 	if err != nil {
-		return 0, err
+		return 0, "", pos, err
 	}
 	type due struct {
 		m    queuedMessage
 		rcpt string
+		seq  int
 	}
 	list, err := collect(rows, func(sc scanner) (due, error) {
 		var d due
-		return d, sc.Scan(&d.m.queueID, &d.m.messageID, &d.m.sender, &d.m.subject, &d.m.clientIP, &d.m.size, &d.rcpt)
+		return d, sc.Scan(&d.m.queueID, &d.m.messageID, &d.m.sender, &d.m.subject, &d.m.clientIP, &d.m.size, &d.rcpt, &d.seq)
 	})
 	if err != nil || len(list) == 0 {
-		return 0, err
+		return 0, "", pos, err
 	}
 	updRcpt, err := tx.PrepareContext(ctx, `UPDATE queue_recipients SET next_attempt_at = ? WHERE queue_id = ? AND recipient = ?`)
 	if err != nil {
-		return 0, err
+		return 0, "", pos, err
 	}
 	defer updRcpt.Close()
 	updMsg, err := tx.PrepareContext(ctx, `UPDATE messages SET next_attempt_at = min(next_attempt_at, ?) WHERE queue_id = ?`)
 	if err != nil {
-		return 0, err
+		return 0, "", pos, err
 	}
 	defer updMsg.Close()
 	detail := "retry of the whole queue requested by admin " + c.Actor + ": the next attempt is due at once"
@@ -318,17 +351,20 @@ func retryAll(ctx context.Context, tx *sql.Tx, c store.QueueControl) (int, error
 	}
 	events := make([]trace.Event, 0, len(list))
 	n := 0
-	for i, d := range list {
+	prev := pos.queueID
+	for _, d := range list {
 		if _, err := updRcpt.ExecContext(ctx, now, d.m.queueID, d.rcpt); err != nil {
-			return 0, err
+			return 0, "", pos, err
 		}
-		if i == 0 || list[i-1].m.queueID != d.m.queueID {
+		if d.m.queueID != prev {
 			n++
+			prev = d.m.queueID
 			if _, err := updMsg.ExecContext(ctx, now, d.m.queueID); err != nil {
-				return 0, err
+				return 0, "", pos, err
 			}
 		}
 		events = append(events, d.m.event(c, d.rcpt, trace.EventRetried, trace.StatusPending, detail))
 	}
-	return n, insertEvents(ctx, tx, events)
+	last := list[len(list)-1]
+	return n, last.m.queueID, retryPos{queueID: last.m.queueID, seq: last.seq}, insertEvents(ctx, tx, events)
 }

@@ -4,6 +4,7 @@ package storetest
 // and paging, and hold, release, retry and delete with their trace events.
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -21,6 +22,7 @@ var queueControlTests = []struct {
 	{"QueueItems", testQueueItems},
 	{"QueueHoldRelease", testQueueHoldRelease},
 	{"QueueRetry", testQueueRetry},
+	{"QueueRetryAllLarge", testQueueRetryAllLarge},
 	{"QueueDelete", testQueueDelete},
 	{"QueueControlErrors", testQueueControlErrors},
 }
@@ -417,5 +419,48 @@ func testQueueControlErrors(t *testing.T, s store.Store) {
 	}
 	if ev := must(t, of(s.SearchTrace(t.Context(), trace.Query{TenantID: f.b}))); len(ev) != 0 {
 		t.Errorf("refused actions wrote trace events: %+v", ev)
+	}
+}
+
+// testQueueRetryAllLarge: a retry of the whole queue reaches every
+// recipient of large messages, counting each message once (a store may
+// work through a large queue in parts).
+func testQueueRetryAllLarge(t *testing.T, s store.Store) {
+	f := newQueueFixture(t, s)
+	const perMessage = 900
+	var msgs []*queue.Message
+	for i := range 3 {
+		var rcpts []string
+		for j := range perMessage {
+			rcpts = append(rcpts, fmt.Sprintf("u%d.%d@b.example", i, j))
+		}
+		msgs = append(msgs, f.enqueue(t, i+1, rcpts...))
+	}
+	now := f.t0.Add(time.Minute)
+	far := now.Add(4 * time.Hour)
+	got := must(t, of(s.Claim(t.Context(), "w", now, 10, time.Minute)))
+	var ds []store.Delivery
+	for _, c := range got {
+		d := store.Delivery{QueueID: c.QueueID}
+		for _, r := range c.Due {
+			d.Recipients = append(d.Recipients, queue.Recipient{Address: r.Address, State: queue.RecipientDeferred, Attempts: 1,
+				NextAttemptAt: far, LastReply: "421 down", UpdatedAt: now})
+		}
+		ds = append(ds, d)
+	}
+	check(t, s.Finish(t.Context(), ds))
+	n := must(t, of(s.ControlQueue(t.Context(), store.QueueControl{TenantID: f.a, All: true, Action: store.QueueRetry, Actor: "ops", Now: now})))
+	if n != 3 {
+		t.Errorf("retry of the whole queue changed %d messages, want 3", n)
+	}
+	for _, m := range msgs {
+		for addr, r := range rcptStates(t, s, m.QueueID) {
+			if !r.NextAttemptAt.Equal(now) {
+				t.Fatalf("%s of %s is due at %v after the retry, want %v", addr, m.QueueID, r.NextAttemptAt, now)
+			}
+		}
+	}
+	if ev := controlEvents(t, s, f.a, msgs[1].QueueID, trace.EventRetried); len(ev) != perMessage {
+		t.Errorf("%d Retried events for a message of %d recipients", len(ev), perMessage)
 	}
 }
