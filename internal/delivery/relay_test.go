@@ -661,3 +661,32 @@ func TestDefaultRouteAndRouteChanges(t *testing.T) {
 	}
 	f.checkCopies(m, aliceAddr)
 }
+
+// TestExternalRecipientsLeaveThroughTheSmarthost: in the external "limited"
+// mode, recipients outside the accepted domains go to the tenant's outbound
+// smarthost; with external sending off they fail with the fix named.
+func TestExternalRecipientsLeaveThroughTheSmarthost(t *testing.T) {
+	f, _ := newRelayFixture(t)
+	s := startSink(t, sinkOptions{})
+	const ext = "someone@example.org"
+	m := f.enqueue(ext, aliceAddr)
+	f.runOnce(1)
+	f.lastEvent(m, ext, trace.EventFailed, "external sending is off", "--outbound-smarthost")
+	if got := s.transactions(); len(got) != 0 {
+		t.Fatalf("the smarthost got %+v with external sending off", got)
+	}
+
+	set := f.tenant.Settings
+	set.ExternalSending, set.OutboundSmarthost = directory.ExternalLimited, s.addr
+	if _, err := f.st.UpdateTenantSettings(context.Background(), f.tenant.ID, set); err != nil {
+		t.Fatal(err)
+	}
+	m = f.enqueue(ext, aliceAddr)
+	f.runOnce(1)
+	got := s.transactions()
+	if len(got) != 1 || !slices.Equal(got[0].accepted, []string{ext}) {
+		t.Fatalf("the smarthost got %+v; want one transaction to %s", got, ext)
+	}
+	f.lastEvent(m, ext, trace.EventDelivered, "next hop smtp "+s.addr)
+	f.checkCopies(m, aliceAddr)
+}

@@ -208,10 +208,11 @@ func (w *Worker) resolveUnknown(ctx context.Context, p *plan, r *row, routes *ro
 	addr := r.rcpt.Address
 	dom, err := w.store.DomainByName(ctx, directory.DomainOf(addr))
 	if errors.Is(err, store.ErrNotFound) || err == nil && dom.TenantID != p.m.TenantID {
-		// Another tenant's domain is reported like a removed one: tenants
-		// never learn of each other.
-		p.fail(w, r, "the recipient's domain is no longer an accepted domain")
-		return nil
+		// Outside the tenant's accepted domains (another tenant's count as
+		// outside: tenants never learn of each other). Submission accepts
+		// such recipients only in the external "limited" mode, and they
+		// leave through the tenant's outbound smarthost.
+		return w.relayExternal(ctx, p, r)
 	}
 	if err != nil {
 		return fmt.Errorf("looking up domain of %s: %w", addr, err)
@@ -235,6 +236,30 @@ func (w *Worker) resolveUnknown(ctx context.Context, p *plan, r *row, routes *ro
 	}
 	p.relayed[addr] = r
 	p.relay(r, route)
+	return nil
+}
+
+// relayExternal sends a recipient outside the tenant's accepted domains to
+// the tenant's outbound smarthost, read at delivery time so that turning
+// external sending off stops mail still in the queue.
+func (w *Worker) relayExternal(ctx context.Context, p *plan, r *row) error {
+	t, err := w.store.Tenant(ctx, p.m.TenantID)
+	if err != nil {
+		return fmt.Errorf("reading tenant %d: %w", p.m.TenantID, err)
+	}
+	if !t.Settings.ExternalLimitedMode() || t.Settings.OutboundSmarthost == "" {
+		p.fail(w, r, "the recipient's domain is not an accepted domain, and external sending is off or has no outbound smarthost "+
+			"(hve tenant set --external-sending limited --outbound-smarthost HOST:PORT)")
+		return nil
+	}
+	addr := r.rcpt.Address
+	if first := p.relayed[addr]; first != nil {
+		r.sameAs = first
+		return nil
+	}
+	p.relayed[addr] = r
+	p.relay(r, directory.Route{TenantID: t.ID, Domain: "(outbound smarthost)", Type: directory.RouteSMTP,
+		Target: t.Settings.OutboundSmarthost, TLS: directory.TLSOpportunistic, MaxConnections: 10})
 	return nil
 }
 

@@ -42,6 +42,7 @@ type Store interface {
 	Group(ctx context.Context, tenantID, id int64) (directory.Group, error)
 	DomainByName(ctx context.Context, name string) (directory.Domain, error)
 	Routes(ctx context.Context, tenantID int64) ([]directory.Route, error)
+	Tenant(ctx context.Context, id int64) (directory.Tenant, error)
 	Claim(ctx context.Context, owner string, now time.Time, limit int, lease time.Duration) ([]*queue.Message, error)
 	Finish(ctx context.Context, deliveries []store.Delivery) error
 	MessageBody(ctx context.Context, queueID string) ([]byte, error)
