@@ -248,7 +248,7 @@ func (w *Worker) relayExternal(ctx context.Context, p *plan, r *row) error {
 		return fmt.Errorf("reading tenant %d: %w", p.m.TenantID, err)
 	}
 	if !t.Settings.ExternalLimitedMode() || t.Settings.OutboundSmarthost == "" {
-		p.fail(w, r, "the recipient's domain is not an accepted domain, and external sending is off or has no outbound smarthost "+
+		p.fail(w, r, "the recipient's domain is no longer an accepted domain of the tenant, and external sending is off or has no outbound smarthost "+
 			"(hve tenant set --external-sending limited --outbound-smarthost HOST:PORT)")
 		return nil
 	}
