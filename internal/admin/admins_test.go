@@ -392,3 +392,30 @@ func TestAuditEntries(t *testing.T) {
 		}
 	}
 }
+
+// TestRouteNodeFilesGlobalOnly: a tenant admin may set routes but not the
+// node file paths of one (client_cert, client_key, ca_file), and its
+// changes keep those a global admin set.
+func TestRouteNodeFilesGlobalOnly(t *testing.T) {
+	f := newRoleFixture(t)
+	const path = "/api/v1/tenants/contoso/routes/contoso.test"
+	for _, field := range []string{"client_cert", "client_key", "ca_file"} {
+		body := fmt.Sprintf(`{"type":"smtp","target":"relay.contoso.test:25","%s":"/etc/shadow"}`, field)
+		rec := f.as(t, "tadmin", "PUT", path, body)
+		if rec.Code != http.StatusForbidden || !strings.Contains(rec.Body.String(), "only a global admin") {
+			t.Errorf("tenant admin sets %s: %d %s", field, rec.Code, rec.Body.String())
+		}
+	}
+	files := `{"type":"smtp","target":"relay.contoso.test:25","tls":"required","client_cert":"/etc/hve/c.pem","client_key":"/etc/hve/c.key","ca_file":"/etc/hve/ca.pem"}`
+	if rec := f.as(t, "global", "PUT", path, files); rec.Code != http.StatusOK {
+		t.Fatalf("global admin sets the files: %d %s", rec.Code, rec.Body.String())
+	}
+	if rec := f.as(t, "tadmin", "PUT", path, `{"type":"smtp","target":"relay2.contoso.test:25","tls":"required"}`); rec.Code != http.StatusOK {
+		t.Fatalf("tenant admin changes the route: %d %s", rec.Code, rec.Body.String())
+	}
+	tn, _ := f.st.TenantByName(context.Background(), "contoso")
+	list, err := f.st.Routes(context.Background(), tn.ID)
+	if err != nil || len(list) != 1 || list[0].Target != "relay2.contoso.test:25" || list[0].ClientCert != "/etc/hve/c.pem" || list[0].CAFile != "/etc/hve/ca.pem" {
+		t.Errorf("route after the tenant admin's change: %+v %v", list, err)
+	}
+}

@@ -701,16 +701,23 @@ func (a *API) searchTrace(w http.ResponseWriter, r *http.Request, t directory.Te
 		MessageID: strings.Trim(p.Get("message_id"), "<> "),
 		QueueID:   queue.CleanID(p.Get("queue_id")),
 		ClientIP:  p.Get("client_ip"),
+		Subject:   p.Get("subject"),
 	}
 	if s := p.Get("status"); s != "" {
-		status, err := trace.ParseStatus(s)
+		status, err := trace.ParseStatusFilter(s)
 		if err != nil {
 			return badRequest("%v", err)
 		}
 		q.Status = status
 	}
+	// A bad mode is refused even without a subject: the caller meant
+	// something the search would silently not do.
+	match, err := trace.ParseSubjectMatch(p.Get("subject_match"))
+	if err != nil {
+		return badRequest("subject_match: %v", err)
+	}
+	q.SubjectMatch = match
 	now := time.Now()
-	var err error
 	if q.Since, err = trace.ParseTime(p.Get("since"), now); err != nil {
 		return badRequest("since: %v", err)
 	}

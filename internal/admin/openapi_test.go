@@ -312,6 +312,23 @@ func TestOpenAPIMatchesHandlers(t *testing.T) {
 		}
 		if query != "" {
 			path += "?" + query
+			// Every query parameter a test sends is documented.
+			documented := map[string]bool{}
+			params, _ := op["parameters"].([]any)
+			for _, p := range params {
+				if pm, err := d.resolve(p.(map[string]any)); err == nil && pm["in"] == "query" {
+					documented[pm["name"].(string)] = true
+				}
+			}
+			values, err := url.ParseQuery(query)
+			if err != nil {
+				t.Fatalf("%s: query %q: %v", pattern, query, err)
+			}
+			for name := range values {
+				if !documented[name] {
+					t.Errorf("%s: query parameter %q is not documented", pattern, name)
+				}
+			}
 		}
 		req := httptest.NewRequest(method, path, rd)
 		if !slices.Contains(publicPatterns, pattern) {
@@ -444,8 +461,32 @@ func TestOpenAPIMatchesHandlers(t *testing.T) {
 			t.Errorf("trace?%s found nothing", q)
 		}
 	}
-	for _, q := range []string{"status=bogus", "since=yesterday", "limit=-1", "after=x"} {
+	for _, q := range []string{"subject=HELL", "subject=hello&subject_match=starts-with", "subject=LO&subject_match=ends-with",
+		"subject=ell&subject_match=contains"} {
+		var events []map[string]any
+		json.Unmarshal(call("GET /api/v1/tenants/{tenant}/trace?"+q, nil, 200, tenant), &events)
+		if len(events) != 2 {
+			t.Errorf("trace?%s found %d events, want the message's 2", q, len(events))
+		}
+	}
+	for _, q := range []string{"subject=ello&subject_match=starts-with", "subject=H_llo", "subject=H%25"} {
+		var events []map[string]any
+		json.Unmarshal(call("GET /api/v1/tenants/{tenant}/trace?"+q, nil, 200, tenant), &events)
+		if len(events) != 0 {
+			t.Errorf("trace?%s found %d events, want none", q, len(events))
+		}
+	}
+	for _, q := range []string{"status=bogus", "since=yesterday", "limit=-1", "after=x", "subject=x&subject_match=exact", "subject_match=starts"} {
 		call("GET /api/v1/tenants/{tenant}/trace?"+q, nil, 400, tenant)
+	}
+	// The spec's Quarantined status is explained, not called a typo.
+	body := call("GET /api/v1/tenants/{tenant}/trace?status=quarantined", nil, 400, tenant)
+	if !strings.Contains(string(body), "hve quarantines nothing yet: mail flow rules are not implemented") {
+		t.Errorf("trace?status=quarantined replied %s, want the no-quarantine message", body)
+	}
+	body = call("GET /api/v1/tenants/{tenant}/trace?subject_match=exact", nil, 400, tenant)
+	if !strings.Contains(string(body), "subject_match") || !strings.Contains(string(body), "starts-with") {
+		t.Errorf("trace?subject_match=exact replied %s, want a message naming subject_match and its modes", body)
 	}
 
 	// Usage and detailed reports of that message.

@@ -1,10 +1,12 @@
 package admin
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
 
+	"hve/internal/adminauth"
 	"hve/internal/directory"
 	"hve/internal/store"
 )
@@ -65,6 +67,14 @@ func (a *API) setRoute(w http.ResponseWriter, r *http.Request, t directory.Tenan
 		return err
 	}
 	ctx := r.Context()
+	// Certificate, key and CA files are paths on the node: naming them
+	// would let a tenant admin point hve at any file it can read, so
+	// only a global admin may set them.
+	nodeFiles := req.ClientCert != "" || req.ClientKey != "" || req.CAFile != ""
+	global := isGlobalAdmin(ctx)
+	if nodeFiles && !global {
+		return &apiError{http.StatusForbidden, "forbidden", "client_cert, client_key and ca_file are file paths on the node: only a global admin may set them; leave them out (a global admin's settings are kept)"}
+	}
 	if domain != directory.DefaultRouteDomain {
 		// The store also takes domains not accepted yet (for the
 		// configuration file); here that is most likely a typo.
@@ -76,18 +86,25 @@ func (a *API) setRoute(w http.ResponseWriter, r *http.Request, t directory.Tenan
 	route := directory.Route{TenantID: t.ID, Domain: domain, Type: directory.RouteType(req.Type), Target: req.Target,
 		TLS: directory.TLSMode(req.TLS), AuthUser: req.AuthUser, ClientCert: req.ClientCert, ClientKey: req.ClientKey,
 		CAFile: req.CAFile, MaxConnections: req.MaxConnections}
+	list, err := a.store.Routes(ctx, t.ID)
+	if err != nil {
+		return err
+	}
+	for _, old := range list {
+		if old.Domain != domain {
+			continue
+		}
+		if req.AuthPassword == nil && req.AuthUser != "" && old.AuthUser == req.AuthUser {
+			route.AuthPassword = old.AuthPassword
+		}
+		// A tenant admin's change keeps the files a global admin set:
+		// it may not set them, so it must not be able to clear them.
+		if !global {
+			route.ClientCert, route.ClientKey, route.CAFile = old.ClientCert, old.ClientKey, old.CAFile
+		}
+	}
 	if req.AuthPassword != nil {
 		route.AuthPassword = *req.AuthPassword
-	} else if req.AuthUser != "" {
-		list, err := a.store.Routes(ctx, t.ID)
-		if err != nil {
-			return err
-		}
-		for _, old := range list {
-			if old.Domain == domain && old.AuthUser == req.AuthUser {
-				route.AuthPassword = old.AuthPassword
-			}
-		}
 	}
 	route, err = a.store.SetRoute(ctx, route)
 	if err != nil {
@@ -96,6 +113,13 @@ func (a *API) setRoute(w http.ResponseWriter, r *http.Request, t directory.Tenan
 	a.audit(r, t, "route.set", fmt.Sprintf("%s %s %s", route.Domain, route.Type, route.Target))
 	writeJSON(w, http.StatusOK, route)
 	return nil
+}
+
+// isGlobalAdmin reports whether the request's principal is an admin of
+// every tenant (a global admin user or the bootstrap token).
+func isGlobalAdmin(ctx context.Context) bool {
+	p, ok := PrincipalFrom(ctx)
+	return ok && p.Role == adminauth.GlobalAdmin && p.Tenant == ""
 }
 
 func (a *API) removeRoute(w http.ResponseWriter, r *http.Request, t directory.Tenant) error {

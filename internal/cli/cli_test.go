@@ -280,6 +280,31 @@ func TestTraceCommand(t *testing.T) {
 	if r := n.run(t, "", "trace", "--status", "lost"); r.code != 1 || !strings.Contains(r.stderr, "not one of") {
 		t.Errorf("trace --status lost: exit %d, %s", r.code, r.stderr)
 	}
+	if r := n.run(t, "", "trace", "--status", "Quarantined"); r.code != 1 ||
+		!strings.Contains(r.stderr, "hve quarantines nothing yet: mail flow rules are not implemented") {
+		t.Errorf("trace --status Quarantined: exit %d, %s; want the no-quarantine message", r.code, r.stderr)
+	}
+	// The subject filter runs in the store: only the delivery event
+	// carries the seeded message's subject.
+	events = nil
+	out = n.ok(t, "trace", "--subject", "REPORT", "--subject-match", "ends-with", "--json")
+	if err := json.Unmarshal([]byte(out), &events); err != nil {
+		t.Fatal(err)
+	}
+	if len(events) == 0 {
+		t.Error("trace --subject REPORT --subject-match ends-with found nothing")
+	}
+	for _, e := range events {
+		if e.Subject != "Quarterly report" {
+			t.Errorf("trace --subject REPORT found an event with subject %q", e.Subject)
+		}
+	}
+	if out := n.ok(t, "trace", "--subject", "report", "--subject-match", "starts-with", "--json"); strings.TrimSpace(out) != "[]" {
+		t.Errorf("trace --subject report --subject-match starts-with = %s, want []", out)
+	}
+	if r := n.run(t, "", "trace", "--subject", "x", "--subject-match", "exact"); r.code != 1 || !strings.Contains(r.stderr, "starts-with") {
+		t.Errorf("trace --subject-match exact: exit %d, %s; want the list of modes", r.code, r.stderr)
+	}
 	out = n.ok(t, "trace", "--queue-id", "<"+strings.ToLower(events[0].QueueID)+">", "--status", "delivered")
 	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 2 || !strings.Contains(lines[1], "Delivered") {
 		t.Errorf("trace by pasted queue id and status = %q, want one Delivered row", out)

@@ -433,6 +433,8 @@ func traceFlags(fs *flag.FlagSet) {
 	fs.String("queue-id", "", "queue `id` from the 250 reply")
 	fs.String("status", "", "`status`: "+strings.Join(trace.Statuses, ", "))
 	fs.String("client-ip", "", "client `IP` address")
+	fs.String("subject", "", "subject `text`, any letter case (see --subject-match)")
+	fs.String("subject-match", "", "how --subject matches: `mode` "+strings.Join(trace.SubjectMatches, ", ")+" (default contains)")
 	fs.String("since", "", "`time`: RFC 3339, a date, or a duration before now such as 2h or 7d")
 	fs.String("until", "", "`time`: as --since")
 	fs.Int("limit", 1000, "at most `n` events")
@@ -443,6 +445,7 @@ func runTrace(c *ctx) error {
 	for flagName, param := range map[string]string{
 		"sender": "sender", "recipient": "recipient", "message-id": "message_id", "queue-id": "queue_id",
 		"status": "status", "client-ip": "client_ip", "since": "since", "until": "until", "limit": "limit",
+		"subject": "subject", "subject-match": "subject_match",
 	} {
 		if v := c.str(flagName); v != "" {
 			q.Set(param, v)

@@ -5,6 +5,7 @@ package config
 import (
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -36,6 +37,8 @@ type Config struct {
 	Queue Queue `toml:"queue"`
 	// Alerts tunes the anomaly alert rule (docs/limits.md, "Alerts").
 	Alerts Alerts `toml:"alerts"`
+	// Trace sets how long message trace is kept.
+	Trace Trace `toml:"trace"`
 	// Routes ([[route]] tables) are written to the store at every start,
 	// replacing a route of the same tenant and domain that the admin API
 	// set in between.
@@ -72,6 +75,42 @@ type Alerts struct {
 	// AnomalyFloor is the least baseline assumed, in recipients per hour,
 	// so that quiet accounts do not alert on small bursts.
 	AnomalyFloor int64 `toml:"anomaly_floor"`
+}
+
+// Trace sets how long message trace is kept (docs/trace.md, "Retention").
+type Trace struct {
+	// Retention is how long trace events are kept: a number of days
+	// ("90d") or a Go duration ("2160h"); "0" keeps them for ever.
+	Retention string `toml:"retention"`
+}
+
+// DefaultTraceRetention is the spec's trace retention.
+const DefaultTraceRetention = "90d"
+
+// RetentionPeriod parses Retention (empty is DefaultTraceRetention); 0
+// means events are never deleted.
+func (t Trace) RetentionPeriod() (time.Duration, error) {
+	s := strings.TrimSpace(t.Retention)
+	if s == "" {
+		// A Config built in code rather than from Default keeps the
+		// default too: an unset field must not mean "never delete".
+		s = DefaultTraceRetention
+	}
+	if s == "0" {
+		return 0, nil
+	}
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n < 0 {
+			return 0, fmt.Errorf("retention %q: want a number of days such as \"90d\", a duration such as \"720h\", or \"0\" to keep trace for ever", t.Retention)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("retention %q: want a number of days such as \"90d\", a duration such as \"720h\", or \"0\" to keep trace for ever", t.Retention)
+	}
+	return d, nil
 }
 
 // Route is a [[route]] table: how mail for one accepted domain (or, with
@@ -175,6 +214,7 @@ func Default() Config {
 		Delivery: Delivery{MaxAge: 48 * time.Hour},
 		Alerts:   Alerts{AnomalyFactor: 10, AnomalyFloor: 100},
 		Queue:    Queue{MinFreeDisk: queue.DefaultMinFreeDisk},
+		Trace:    Trace{Retention: DefaultTraceRetention},
 	}
 }
 
@@ -194,6 +234,9 @@ func Load(path string) (Config, error) {
 	}
 	if _, err := c.Queue.MinFree(); err != nil {
 		return c, fmt.Errorf("config %s: [queue] %w", path, err)
+	}
+	if _, err := c.Trace.RetentionPeriod(); err != nil {
+		return c, fmt.Errorf("config %s: [trace] %w", path, err)
 	}
 	if c.Alerts.AnomalyFactor != 0 && c.Alerts.AnomalyFactor < 1 || c.Alerts.AnomalyFloor < 0 {
 		return c, fmt.Errorf("config %s: [alerts] anomaly_factor must be 0 (off) or at least 1, and anomaly_floor not negative", path)

@@ -53,6 +53,9 @@ min_free_disk = "5%"
 anomaly_factor = 20
 anomaly_floor = 500
 
+[trace]
+retention = "30d"
+
 [[route]]
 domain = "contoso.com"
 type = "smtp"
@@ -83,6 +86,7 @@ target = "unix:/run/dovecot/lmtp"
 		Delivery: Delivery{MaxAge: 72 * time.Hour},
 		Queue:    Queue{MinFreeDisk: "5%"},
 		Alerts:   Alerts{AnomalyFactor: 20, AnomalyFloor: 500},
+		Trace:    Trace{Retention: "30d"},
 		Routes: []Route{
 			{Domain: "contoso.com", Type: "smtp", Target: "exchange.contoso.com:25", TLS: "required", AuthUser: "hve", AuthPassword: "secret", MaxConnections: 5},
 			{Tenant: "fabrikam", Domain: "*", Type: "lmtp", Target: "unix:/run/dovecot/lmtp"},
@@ -174,6 +178,32 @@ func TestAlertsSection(t *testing.T) {
 	}
 	if d := Default().Alerts; d.AnomalyFactor != 10 || d.AnomalyFloor != 100 {
 		t.Errorf("default alerts = %+v", d)
+	}
+}
+
+func TestTraceRetention(t *testing.T) {
+	if d, err := Default().Trace.RetentionPeriod(); err != nil || d != 90*24*time.Hour {
+		t.Errorf("default trace retention = %v, %v; want 90 days", d, err)
+	}
+	// A Config built in code, without Default, keeps the default too.
+	if d, err := (Trace{}).RetentionPeriod(); err != nil || d != 90*24*time.Hour {
+		t.Errorf("empty trace retention = %v, %v; want the default, 90 days", d, err)
+	}
+	tests := map[string]time.Duration{"90d": 90 * 24 * time.Hour, "1d": 24 * time.Hour, "720h": 720 * time.Hour, "0": 0, "0d": 0, "0s": 0}
+	for in, want := range tests {
+		c, err := Load(writeFile(t, "[trace]\nretention = \""+in+"\"\n"))
+		if err != nil {
+			t.Errorf("retention %q: %v", in, err)
+			continue
+		}
+		if d, err := c.Trace.RetentionPeriod(); err != nil || d != want {
+			t.Errorf("retention %q = %v, %v; want %v", in, d, err, want)
+		}
+	}
+	for _, in := range []string{"ninety days", "-1d", "-2h", "d", "1w"} {
+		if _, err := Load(writeFile(t, "[trace]\nretention = \""+in+"\"\n")); err == nil || !strings.Contains(err.Error(), "[trace] retention") {
+			t.Errorf("retention %q: error %v, want one naming [trace] retention", in, err)
+		}
 	}
 }
 

@@ -120,6 +120,10 @@ func (s *Server) start(ctx context.Context) (err error) {
 		return fmt.Errorf("[queue] %w", err)
 	}
 	space := queue.NewSpaceGuard(cfg.Data, minFree, s.log.With("part", "queue"))
+	keep, err := cfg.Trace.RetentionPeriod()
+	if err != nil {
+		return fmt.Errorf("[trace] %w", err)
+	}
 
 	// Listeners not yet handed to a server are closed if starting fails.
 	var pending []net.Listener
@@ -178,6 +182,10 @@ func (s *Server) start(ctx context.Context) (err error) {
 		reports.Run(runCtx)
 	}()
 	s.startNotifications(runCtx, worker, meter)
+	// Trace retention runs apart from the meter and the dispatcher: both
+	// read forward from their cursors, and what it deletes lies behind them.
+	retention := &trace.Retention{Store: s.Store, Keep: keep, Log: s.log.With("part", "trace")}
+	s.wg.Go(func() { retention.Run(runCtx) })
 
 	s.OAuth = oauth.New(s.Store, oauth.Config{IssuerURL: issuer}, s.log.With("part", "oauth"))
 	if err := s.OAuth.EnsureKey(ctx); err != nil {

@@ -384,6 +384,11 @@ type Mailboxes interface {
 type Trace interface {
 	AddEvents(ctx context.Context, events []trace.Event) error
 	SearchTrace(ctx context.Context, q trace.Query) ([]trace.Event, error)
+	// PruneTrace deletes at most limit events older than before (0 or less
+	// means the store's default batch) and returns how many it deleted.
+	// Events of a message still in the queue (not done) are kept however
+	// old they are. Callers repeat until it deletes fewer than limit.
+	PruneTrace(ctx context.Context, before time.Time, limit int) (int, error)
 }
 
 // Counters are the quota counters the limits engine (package limits) shares

@@ -3,6 +3,7 @@
 package trace
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -53,6 +54,24 @@ const (
 // Statuses lists every status, for validating filters.
 var Statuses = []string{StatusPending, StatusExpanded, StatusDelivered, StatusFailed, StatusRejected}
 
+// StatusQuarantined is a status of the spec that hve never sets: it has no
+// mail flow rules yet, so nothing is quarantined. It is not in Statuses;
+// ParseStatusFilter explains instead of calling it an unknown status.
+const StatusQuarantined = "Quarantined"
+
+// ErrNoQuarantine is the answer to a search for quarantined messages.
+var ErrNoQuarantine = errors.New("hve quarantines nothing yet: mail flow rules are not implemented")
+
+// Subject match modes of Query.SubjectMatch.
+const (
+	SubjectContains   = "contains" // the default
+	SubjectStartsWith = "starts-with"
+	SubjectEndsWith   = "ends-with"
+)
+
+// SubjectMatches lists every subject match mode, for validating filters.
+var SubjectMatches = []string{SubjectContains, SubjectStartsWith, SubjectEndsWith}
+
 // Event is one trace record.
 type Event struct {
 	ID        int64     `json:"id"`
@@ -82,8 +101,13 @@ type Query struct {
 	// submission (no queue id) stand on their own.
 	Status   string
 	ClientIP string
-	Since    time.Time
-	Until    time.Time
+	// Subject selects events whose subject contains it (or starts or ends
+	// with it, as SubjectMatch says), in any letter case.
+	Subject string
+	// SubjectMatch is one of SubjectMatches; empty means SubjectContains.
+	SubjectMatch string
+	Since        time.Time
+	Until        time.Time
 	// AfterID pages: only events with a larger ID are returned.
 	AfterID int64
 	// Limit caps the number of events; 0 means the store's default of 1000.
@@ -98,6 +122,32 @@ func ParseStatus(s string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("status %q is not one of %s", s, strings.Join(Statuses, ", "))
+}
+
+// ParseStatusFilter reads the status a search filters on: ParseStatus,
+// except that Quarantined, a status of the spec hve cannot have yet, gets
+// ErrNoQuarantine rather than an "unknown status" error that would suggest
+// a typo.
+func ParseStatusFilter(s string) (string, error) {
+	if strings.EqualFold(strings.TrimSpace(s), StatusQuarantined) {
+		return "", ErrNoQuarantine
+	}
+	return ParseStatus(s)
+}
+
+// ParseSubjectMatch accepts a subject match mode in any letter case; the
+// empty string is SubjectContains.
+func ParseSubjectMatch(s string) (string, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return SubjectContains, nil
+	}
+	for _, m := range SubjectMatches {
+		if strings.EqualFold(s, m) {
+			return m, nil
+		}
+	}
+	return "", fmt.Errorf("subject match %q is not one of %s", s, strings.Join(SubjectMatches, ", "))
 }
 
 // ParseTime reads a trace time bound: RFC 3339 ("2026-11-23T10:00:00Z"), a

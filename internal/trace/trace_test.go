@@ -62,6 +62,34 @@ func TestParseStatus(t *testing.T) {
 	}
 }
 
+func TestParseStatusFilter(t *testing.T) {
+	for _, in := range []string{"Quarantined", "quarantined", " QUARANTINED"} {
+		if _, err := ParseStatusFilter(in); !errors.Is(err, ErrNoQuarantine) {
+			t.Errorf("ParseStatusFilter(%q) error = %v, want ErrNoQuarantine", in, err)
+		}
+	}
+	if got, err := ParseStatusFilter("delivered"); err != nil || got != StatusDelivered {
+		t.Errorf("ParseStatusFilter(delivered) = %q, %v; want Delivered", got, err)
+	}
+	if _, err := ParseStatusFilter("deliver"); err == nil || errors.Is(err, ErrNoQuarantine) {
+		t.Errorf("ParseStatusFilter(deliver) error = %v, want an unknown-status error", err)
+	}
+}
+
+func TestParseSubjectMatch(t *testing.T) {
+	tests := map[string]string{"": SubjectContains, "contains": SubjectContains, "Starts-With": SubjectStartsWith, "ends-with": SubjectEndsWith}
+	for in, want := range tests {
+		if got, err := ParseSubjectMatch(in); err != nil || got != want {
+			t.Errorf("ParseSubjectMatch(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"starts", "exact", "ends with"} {
+		if got, err := ParseSubjectMatch(in); err == nil {
+			t.Errorf("ParseSubjectMatch(%q) = %q, want an error", in, got)
+		}
+	}
+}
+
 // fakeStore records the batches a Recorder writes. Its first call blocks
 // until release is closed, so that events pile up behind it.
 type fakeStore struct {

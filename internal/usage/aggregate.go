@@ -96,7 +96,10 @@ func (a *Aggregator) CatchUp(ctx context.Context) error {
 }
 
 // pass counts one batch of events after the cursor and returns how many it
-// read.
+// read. The cursor only moves forward by event id, so trace retention
+// (trace.Retention), which deletes old events below it, changes nothing
+// here; it skips no event the meter has yet to count unless metering lags
+// behind by the whole retention.
 func (a *Aggregator) pass(ctx context.Context) (int, error) {
 	from, err := a.store.UsageCursor(ctx)
 	if err != nil {

@@ -110,7 +110,9 @@ func (d *Dispatcher) CatchUp(ctx context.Context) error {
 }
 
 // pass handles one batch of events after the cursor and returns how many
-// it read.
+// it read. The cursor only moves forward by event id, so trace retention
+// (trace.Retention), which deletes old events below it, changes nothing
+// here.
 func (d *Dispatcher) pass(ctx context.Context) (int, error) {
 	from, err := d.store.NotifyCursor(ctx)
 	if err != nil {

@@ -92,6 +92,8 @@ func startNode(t *testing.T) (*server.Server, string) {
 		{T + "/groups/team@contoso.test/members", map[string]any{"address": "alice@contoso.test"}},
 		{T + "/auth-policies", map[string]any{"name": "AllowBasic", "allow_basic_auth_smtp": true}},
 		{T + "/apps", map[string]any{"name": "Payroll"}},
+		{T + "/oauth/issuers", map[string]any{"url": "https://login.example.test/contoso/v2.0", "audience": "api://hve"}},
+		{T + "/webhooks", map[string]any{"url": "https://siem.contoso.test/hve", "events": []string{"alert", "failed"}}},
 	} {
 		if err := api.Do(ctx, "POST", call.path, call.body, nil); err != nil {
 			t.Fatalf("setup %s: %v", call.path, err)
@@ -283,6 +285,7 @@ func TestBrowser(t *testing.T) {
 		"mailboxes": "/mailboxes", "groups": "/groups", "domains": "/domains", "routes": "/routes", "policies": "/policies",
 		"conditional-access": "/conditional-access?user=mailer@contoso.test&ip=192.0.2.1", "apps": "/apps",
 		"trace": "/trace?sender=mailer@contoso.test", "reports": "/reports", "queue": "/queue", "audit": "/audit", "admins": "/admins",
+		"mailbox": "/mailboxes/alice@contoso.test", "convert": "/accounts/mailer@contoso.test/convert", "settings": "/settings", "webhooks": "/webhooks",
 	}
 	for _, width := range []int{1280, 390} {
 		for name, path := range pages {
@@ -308,7 +311,8 @@ func hasBar(bars []string, suffix string) bool {
 	return false
 }
 
-// docsShots are the screenshots docs/admin-center.md shows.
+// docsShots are the phone-width screenshots docs/admin-center.md shows;
+// every page's 1280-pixel screenshot goes to docs/img too.
 var docsShots = map[string]bool{
 	"signin-1280": true, "home-1280": true, "accounts-1280": true, "account-1280": true, "diagnose-1280": true, "conditional-access-1280": true,
 	"apps-1280": true, "trace-1280": true, "timeline-1280": true, "reports-1280": true, "audit-1280": true, "routes-1280": true,
@@ -327,7 +331,7 @@ func shoot(t *testing.T, ctx context.Context, dir, name string, width int) {
 	if err := os.WriteFile(filepath.Join(dir, file+".png"), png, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if *updateScreenshots && docsShots[file] {
+	if *updateScreenshots && (width == 1280 || docsShots[file]) {
 		if err := os.WriteFile(filepath.Join("..", "..", "docs", "img", "admin-"+file+".png"), png, 0o644); err != nil {
 			t.Fatal(err)
 		}

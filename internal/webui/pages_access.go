@@ -7,6 +7,7 @@ package webui
 import (
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"hve/internal/directory"
@@ -39,13 +40,47 @@ func (u *UI) policies(r *http.Request, s *session, v *view) error {
 	return nil
 }
 
+// settings is the tenant settings page: the access defaults, basic-auth
+// retirement per endpoint, and the limits.
+func (u *UI) settings(r *http.Request, s *session, v *view) error {
+	return u.policies(r, s, v)
+}
+
+// retirementForm reads one endpoint's basic-auth retirement dates (prefix
+// "hve" or "client"); an empty field removes the date.
+func retirementForm(r *http.Request, prefix string) map[string]any {
+	return map[string]any{
+		"sunset_at":  strings.TrimSpace(r.PostFormValue(prefix + "_sunset")),
+		"ramp_start": strings.TrimSpace(r.PostFormValue(prefix + "_ramp_start")),
+		"ramp_end":   strings.TrimSpace(r.PostFormValue(prefix + "_ramp_end")),
+	}
+}
+
 func (u *UI) updateTenant(w http.ResponseWriter, r *http.Request, s *session, v *view) (string, bool, error) {
 	req := map[string]any{
 		"security_defaults":         checked(r, "security_defaults"),
 		"client_smtp_auth_disabled": checked(r, "client_smtp_auth_disabled"),
 		"default_auth_policy":       r.PostFormValue("default_auth_policy"),
-		"hve_basic_auth":            map[string]any{"sunset_at": strings.TrimSpace(r.PostFormValue("hve_sunset"))},
-		"client_basic_auth":         map[string]any{"sunset_at": strings.TrimSpace(r.PostFormValue("client_sunset"))},
+		"hve_basic_auth":            retirementForm(r, "hve"),
+		"client_basic_auth":         retirementForm(r, "client"),
+		"external_sending":          r.PostFormValue("external_sending"),
+		"outbound_smarthost":        strings.TrimSpace(r.PostFormValue("outbound_smarthost")),
+	}
+	for _, f := range []struct{ field, what string }{
+		{"daily_recipient_limit", "the daily recipient limit"}, {"max_hve_accounts", "the maximum number of HVE accounts"},
+	} {
+		n, err := formInt(r, f.field, f.what)
+		if err != nil {
+			return "", false, err
+		}
+		req[f.field] = n
+	}
+	if p := strings.TrimSpace(r.PostFormValue("price_per_million")); p != "" {
+		price, err := strconv.ParseFloat(p, 64)
+		if err != nil {
+			return "", false, &apiError{Status: http.StatusBadRequest, Message: "the price per million must be a number such as 12.5"}
+		}
+		req["price_per_million"] = price
 	}
 	return "Tenant settings saved.", false, u.call(r, s, "PATCH", v.API(""), req, nil)
 }
@@ -200,13 +235,48 @@ func (u *UI) addSecurityGroupMember(w http.ResponseWriter, r *http.Request, s *s
 
 // --- apps ---
 
+// appsView is the apps page: app registrations and the trusted external
+// OAuth issuers.
+type appsView struct {
+	Apps    []directory.App
+	Issuers []directory.Issuer
+}
+
 func (u *UI) apps(r *http.Request, s *session, v *view) error {
-	var list []directory.App
-	if err := u.call(r, s, "GET", v.API("/apps"), nil, &list); err != nil {
+	d := appsView{}
+	if err := u.call(r, s, "GET", v.API("/apps"), nil, &d.Apps); err != nil {
 		return err
 	}
-	v.Data = list
+	if err := u.call(r, s, "GET", v.API("/oauth/issuers"), nil, &d.Issuers); err != nil {
+		return err
+	}
+	v.Data = d
 	return nil
+}
+
+func (u *UI) addIssuer(w http.ResponseWriter, r *http.Request, s *session, v *view) (string, bool, error) {
+	req := map[string]any{"url": strings.TrimSpace(r.PostFormValue("url")), "audience": strings.TrimSpace(r.PostFormValue("audience")),
+		"role": strings.TrimSpace(r.PostFormValue("role"))}
+	return "Issuer " + r.PostFormValue("url") + " trusted.", false, u.call(r, s, "POST", v.API("/oauth/issuers"), req, nil)
+}
+
+func (u *UI) removeIssuer(w http.ResponseWriter, r *http.Request, s *session, v *view) (string, bool, error) {
+	// The issuer URL travels in a form field: as a path segment its
+	// slashes would need double escaping through two routers.
+	iss := r.PostFormValue("url")
+	return "Issuer " + iss + " removed.", false, u.call(r, s, "DELETE", v.API("/oauth/issuers/"+url.PathEscape(iss)), nil, nil)
+}
+
+// rotateKey makes a new token signing key (global admins; the API refuses
+// anyone else).
+func (u *UI) rotateKey(w http.ResponseWriter, r *http.Request, s *session, v *view) (string, bool, error) {
+	var keys struct {
+		Current string `json:"current"`
+	}
+	if err := u.call(r, s, "POST", "/api/v1/oauth/rotate-key", nil, &keys); err != nil {
+		return "", false, err
+	}
+	return "New signing key " + keys.Current + "; the old keys still verify tokens they signed.", false, nil
 }
 
 func (u *UI) createApp(w http.ResponseWriter, r *http.Request, s *session, v *view) (string, bool, error) {

@@ -106,8 +106,6 @@ type accountView struct {
 	Apps     []directory.App
 	// AppNames maps allowed app ids to registration names.
 	AppNames map[string]string
-	// Limits: the API takes daily_recipient_limit in PATCH.
-	Limits bool
 }
 
 func (u *UI) account(r *http.Request, s *session, v *view) error {
@@ -122,10 +120,9 @@ func (u *UI) account(r *http.Request, s *session, v *view) error {
 	}
 	json.Unmarshal(raw, &d.Extra)
 	for _, k := range []string{"id", "name", "display_name", "address", "aliases", "reply_to", "enabled", "created_at", "updated_at",
-		"auth_policy", "tokens_valid_from", "allowed_apps", "allowed_networks"} {
+		"auth_policy", "tokens_valid_from", "allowed_apps", "allowed_networks", "daily_recipient_limit", "warn_at", "failure_report_to"} {
 		delete(d.Extra, k)
 	}
-	_, d.Limits = d.Extra["daily_recipient_limit"]
 	if err := u.call(r, s, "GET", v.API("/auth-policies"), nil, &d.Policies); err != nil {
 		return err
 	}
@@ -153,13 +150,36 @@ func (u *UI) updateAccount(w http.ResponseWriter, r *http.Request, s *session, v
 		"allowed_networks": lines(r.PostFormValue("allowed_networks")),
 	}
 	if _, ok := r.PostForm["daily_recipient_limit"]; ok {
-		n, err := strconv.ParseInt(strings.TrimSpace(r.PostFormValue("daily_recipient_limit")), 10, 64)
-		if err != nil && strings.TrimSpace(r.PostFormValue("daily_recipient_limit")) != "" {
-			return "", false, &apiError{Status: http.StatusBadRequest, Message: "the daily recipient limit must be a whole number (0: none)"}
+		n, err := formInt(r, "daily_recipient_limit", "the daily recipient limit")
+		if err != nil {
+			return "", false, err
 		}
 		req["daily_recipient_limit"] = n
 	}
+	if _, ok := r.PostForm["warn_at"]; ok {
+		n, err := formInt(r, "warn_at", "the warning level")
+		if err != nil {
+			return "", false, err
+		}
+		req["warn_at"] = n
+	}
+	if _, ok := r.PostForm["failure_report_to"]; ok {
+		req["failure_report_to"] = strings.TrimSpace(r.PostFormValue("failure_report_to"))
+	}
 	return "Saved.", false, u.call(r, s, "PATCH", accountPath(r, v), req, nil)
+}
+
+// formInt reads a whole-number form field; empty is 0 (none).
+func formInt(r *http.Request, field, what string) (int64, error) {
+	val := strings.TrimSpace(r.PostFormValue(field))
+	if val == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(val, 10, 64)
+	if err != nil {
+		return 0, &apiError{Status: http.StatusBadRequest, Message: what + " must be a whole number (0: none)"}
+	}
+	return n, nil
 }
 
 func (u *UI) enableAccount(on bool) actionFunc {
@@ -262,6 +282,71 @@ func (u *UI) createMailbox(w http.ResponseWriter, r *http.Request, s *session, v
 		req["password"] = pw
 	}
 	return "Created mailbox " + r.PostFormValue("address") + ".", false, u.call(r, s, "POST", v.API("/mailboxes"), req, nil)
+}
+
+// mailboxView is one mailbox's page.
+type mailboxView struct {
+	Mailbox  directory.Mailbox
+	Policies []directory.AuthPolicy
+}
+
+func mailboxPath(r *http.Request, v *view) string {
+	return v.API("/mailboxes/" + url.PathEscape(r.PathValue("address")))
+}
+
+func (u *UI) mailbox(r *http.Request, s *session, v *view) error {
+	d := mailboxView{}
+	if err := u.call(r, s, "GET", mailboxPath(r, v), nil, &d.Mailbox); err != nil {
+		return err
+	}
+	if err := u.call(r, s, "GET", v.API("/auth-policies"), nil, &d.Policies); err != nil {
+		return err
+	}
+	v.Title = d.Mailbox.Address
+	v.Data = d
+	return nil
+}
+
+func (u *UI) updateMailbox(w http.ResponseWriter, r *http.Request, s *session, v *view) (string, bool, error) {
+	req := map[string]any{"display_name": r.PostFormValue("display_name"), "auth_policy": r.PostFormValue("auth_policy")}
+	return "Saved.", false, u.call(r, s, "PATCH", mailboxPath(r, v), req, nil)
+}
+
+// mailboxPassword sets a password the admin typed; unlike an HVE
+// account's, it is never generated, so it is never shown.
+func (u *UI) mailboxPassword(w http.ResponseWriter, r *http.Request, s *session, v *view) (string, bool, error) {
+	pw := r.PostFormValue("password")
+	if pw == "" {
+		return "", false, &apiError{Status: http.StatusBadRequest, Message: "type the new password (at least 12 characters)"}
+	}
+	return "Password set.", false, u.call(r, s, "PATCH", mailboxPath(r, v), map[string]any{"password": pw}, nil)
+}
+
+// convertAccount turns an HVE account into a mailbox (the confirmation
+// step is the page convertPage), then shows the mailbox.
+func (u *UI) convertAccount(w http.ResponseWriter, r *http.Request, s *session, v *view) (string, bool, error) {
+	var c struct {
+		Mailbox        directory.Mailbox `json:"mailbox"`
+		SessionsClosed int               `json:"sessions_closed"`
+	}
+	if err := u.call(r, s, "POST", accountPath(r, v)+"/convert-to-mailbox", nil, &c); err != nil {
+		return "", false, err
+	}
+	u.setFlash(w, r, flash{OK: c.Mailbox.Address + " is now a mailbox; " + strconv.Itoa(c.SessionsClosed) + " open HVE session(s) ended."})
+	http.Redirect(w, r, v.Link("/mailboxes/"+url.PathEscape(c.Mailbox.Address)), http.StatusSeeOther)
+	return "", true, nil
+}
+
+// convertPage asks for confirmation before converting an account: the
+// change cannot be undone from the admin center.
+func (u *UI) convertPage(r *http.Request, s *session, v *view) error {
+	var acc directory.Account
+	if err := u.call(r, s, "GET", accountPath(r, v), nil, &acc); err != nil {
+		return err
+	}
+	v.Title = "Convert " + acc.Address + " to a mailbox"
+	v.Data = acc
+	return nil
 }
 
 // --- groups ---

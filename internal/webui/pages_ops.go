@@ -32,58 +32,79 @@ type health struct {
 	Partial    bool      `json:"partial"`
 	QueueDepth int       `json:"queue_depth"`
 	Alerts     []string  `json:"alerts"`
-	Error      string    `json:"-"`
+	// Note replaces the figures for an admin who may not read them.
+	Note string `json:"-"`
+}
+
+// homeView is the home page: each tenant's health, and the page tenant's
+// alert events of the last 24 hours.
+type homeView struct {
+	Tenants []health
+	Alerts  []trace.Event
+	// AlertsNote says why alerts are not shown (empty: they are).
+	AlertsNote string
+}
+
+// recentAlerts returns the Alert trace events of the last day, or a note
+// when they cannot be shown. A build whose trace API has no event filter
+// ignores it and answers with other events too: then the page says so
+// rather than show a partial list.
+func (u *UI) recentAlerts(r *http.Request, s *session, v *view) ([]trace.Event, string) {
+	q := url.Values{"since": {"1d"}, "event": {trace.EventAlert}, "limit": {"50"}}
+	var events []trace.Event
+	if err := u.call(r, s, "GET", v.API("/trace?"+q.Encode()), nil, &events); err != nil {
+		return nil, "Recent alerts cannot be shown: " + err.Error()
+	}
+	for _, e := range events {
+		if e.Event != trace.EventAlert {
+			return nil, "Recent alerts are not shown: this build's message trace cannot filter by event. Search message trace for Alert events instead."
+		}
+	}
+	return events, ""
 }
 
 func (u *UI) home(r *http.Request, s *session, v *view) error {
 	var list []health
 	for _, t := range v.Tenants {
+		// A trace-reader may not read the health summary (it is not a
+		// trace route); its cards only lead to trace and reports, with a
+		// plain note instead of an error.
+		if v.TracerOnly() {
+			list = append(list, health{Tenant: t, Note: "Health figures are for readers and admins; message trace and reports show this tenant's mail."})
+			continue
+		}
 		var h health
 		if err := u.call(r, s, "GET", "/api/v1/tenants/"+url.PathEscape(t)+"/health", nil, &h); err != nil {
-			ae, ok := err.(*apiError)
-			if !ok {
-				return err
-			}
-			// A trace-reader may not read the summary; the page says so
-			// instead of failing.
-			h = health{Tenant: t, Error: ae.Message}
+			return err
 		}
 		list = append(list, h)
 	}
-	v.Data = list
+	d := homeView{Tenants: list}
+	if !v.TracerOnly() && v.Tenant != "" {
+		d.Alerts, d.AlertsNote = u.recentAlerts(r, s, v)
+	}
+	v.Data = d
 	return nil
 }
 
 // --- message trace ---
 
-// subjectMatch filters trace results by subject the three ways of spec
-// section 6.
-func subjectMatch(subject, want, mode string) bool {
-	if want == "" {
-		return true
-	}
-	s, w := strings.ToLower(subject), strings.ToLower(want)
-	switch mode {
-	case "starts":
-		return strings.HasPrefix(s, w)
-	case "ends":
-		return strings.HasSuffix(s, w)
-	}
-	return strings.Contains(s, w)
-}
-
 type traceView struct {
 	Filters  url.Values
 	Statuses []string
-	Events   []trace.Event
+	// SubjectMatches are the subject filter's modes, contains first.
+	SubjectMatches []string
+	Events         []trace.Event
 	// Next is the link of the next page; Searched says a search ran.
 	Next     string
 	Searched bool
 	CSV      string
 }
 
-// traceParams are the API's trace filters the page passes through.
-var traceParams = []string{"since", "until", "sender", "recipient", "message_id", "queue_id", "client_ip", "status"}
+// traceParams are the API's trace filters the page passes through. The
+// subject filter is the API's too: it runs in the store over every event,
+// not over one page of results.
+var traceParams = []string{"since", "until", "sender", "recipient", "message_id", "queue_id", "client_ip", "status", "subject", "subject_match"}
 
 func (u *UI) searchTrace(r *http.Request, s *session, v *view, limit int) ([]trace.Event, url.Values, int64, error) {
 	q := url.Values{}
@@ -104,8 +125,6 @@ func (u *UI) searchTrace(r *http.Request, s *session, v *view, limit int) ([]tra
 	if len(events) == limit {
 		last = events[len(events)-1].ID
 	}
-	subject, mode := strings.TrimSpace(r.FormValue("subject")), r.FormValue("subject_mode")
-	events = slices.DeleteFunc(events, func(e trace.Event) bool { return !subjectMatch(e.Subject, subject, mode) })
 	return events, q, last, nil
 }
 
@@ -115,7 +134,7 @@ func (u *UI) trace(r *http.Request, s *session, v *view) error {
 	if r.FormValue("since") == "" && r.FormValue("queue_id") == "" && r.FormValue("message_id") == "" {
 		r.Form.Set("since", "1d")
 	}
-	d := traceView{Filters: url.Values{}, Statuses: trace.Statuses, Searched: true}
+	d := traceView{Filters: url.Values{}, Statuses: trace.Statuses, SubjectMatches: trace.SubjectMatches, Searched: true}
 	for k, vals := range r.Form {
 		if k != "after" {
 			d.Filters[k] = vals
@@ -486,6 +505,22 @@ func (u *UI) queue(r *http.Request, s *session, v *view) error {
 	return nil
 }
 
+// retryAll retries every deferred message of the tenant now, or only
+// those for one recipient domain.
+func (u *UI) retryAll(w http.ResponseWriter, r *http.Request, s *session, v *view) (string, bool, error) {
+	domain := strings.TrimSpace(r.PostFormValue("domain"))
+	var res struct {
+		Retried int `json:"retried"`
+	}
+	if err := u.call(r, s, "POST", v.API("/queue/retry-all"), map[string]any{"domain": domain}, &res); err != nil {
+		return "", false, err
+	}
+	if domain == "" {
+		return fmt.Sprintf("%d message(s) will be retried now.", res.Retried), false, nil
+	}
+	return fmt.Sprintf("%d message(s) for %s will be retried now.", res.Retried, domain), false, nil
+}
+
 // queueVerbs are the queue actions the page offers.
 var queueVerbs = []string{"retry", "hold", "release", "delete"}
 
@@ -625,4 +660,61 @@ func (u *UI) createToken(w http.ResponseWriter, r *http.Request, s *session, v *
 func (u *UI) removeToken(w http.ResponseWriter, r *http.Request, s *session, v *view) (string, bool, error) {
 	id := r.PathValue("id")
 	return "Token " + id + " removed.", false, u.call(r, s, "DELETE", "/api/v1/me/tokens/"+url.PathEscape(id), nil, nil)
+}
+
+// --- webhooks ---
+
+// webhookItem is one webhook as the API lists it (never its secret).
+type webhookItem struct {
+	ID         int64     `json:"id"`
+	URL        string    `json:"url"`
+	SecretHint string    `json:"secret_hint"`
+	Events     []string  `json:"events"`
+	CreatedAt  time.Time `json:"created_at"`
+}
+
+// webhookEvents are the events a webhook may subscribe to
+// (docs/webhooks.md).
+var webhookEvents = []string{"alert", "delivered", "deferred", "failed"}
+
+type webhooksView struct {
+	Hooks  []webhookItem
+	Events []string
+}
+
+func (u *UI) webhooks(r *http.Request, s *session, v *view) error {
+	d := webhooksView{Events: webhookEvents}
+	if err := u.call(r, s, "GET", v.API("/webhooks"), nil, &d.Hooks); err != nil {
+		return err
+	}
+	v.Data = d
+	return nil
+}
+
+func (u *UI) createWebhook(w http.ResponseWriter, r *http.Request, s *session, v *view) (string, bool, error) {
+	var events []string
+	for _, e := range webhookEvents {
+		if checked(r, "event_"+e) {
+			events = append(events, e)
+		}
+	}
+	// No event ticked subscribes to every event, as in the API.
+	req := map[string]any{"url": strings.TrimSpace(r.PostFormValue("url")), "events": events}
+	if sec := r.PostFormValue("secret"); sec != "" {
+		req["secret"] = sec
+	}
+	var created struct {
+		webhookItem
+		Secret string `json:"secret"`
+	}
+	if err := u.call(r, s, "POST", v.API("/webhooks"), req, &created); err != nil {
+		return "", false, err
+	}
+	if created.Secret == "" {
+		return fmt.Sprintf("Webhook %d added with the secret you gave.", created.ID), false, nil
+	}
+	u.showSecret(w, v, secretView{Heading: "Webhook added", Label: fmt.Sprintf("Signing secret of webhook %d (%s)", created.ID, created.URL), Secret: created.Secret,
+		Note: "Copy it now into the receiving system: it is shown this once. It is the HMAC-SHA256 key of the X-Hve-Signature header.",
+		Back: v.Link("/webhooks"), BackText: "Back to webhooks"})
+	return "", true, nil
 }

@@ -30,10 +30,15 @@ func (u *UI) routes() {
 	u.action("/accounts/{address}/allowed-apps", u.allowApp)
 	u.action("/accounts/{address}/allowed-apps/{app}/remove", u.disallowApp)
 	u.action("/accounts/{address}/remove", u.removeAccount)
+	u.page("/accounts/{address}/convert", "convert", "Convert to a mailbox", "/accounts", u.convertPage)
+	u.action("/accounts/{address}/convert", u.convertAccount)
 	u.page("/accounts/{address}/diagnose", "diagnose", "Diagnose", "/accounts", u.diagnose)
 
 	u.page("/mailboxes", "mailboxes", "Mailboxes", "/mailboxes", u.mailboxes)
 	u.action("/mailboxes", u.createMailbox)
+	u.page("/mailboxes/{address}", "mailbox", "Mailbox", "/mailboxes", u.mailbox)
+	u.action("/mailboxes/{address}", u.updateMailbox)
+	u.action("/mailboxes/{address}/password", u.mailboxPassword)
 	u.action("/mailboxes/{address}/revoke-sessions", u.simple("POST", "/mailboxes/{address}/revoke-sessions", "Sessions of {address} revoked."))
 	u.action("/mailboxes/{address}/remove", u.simple("DELETE", "/mailboxes/{address}", "Mailbox {address} removed."))
 
@@ -52,7 +57,8 @@ func (u *UI) routes() {
 	u.action("/routes/{domain}/remove", u.simple("DELETE", "/routes/{domain}", "Route of {domain} removed."))
 
 	u.page("/policies", "policies", "Authentication policies", "/policies", u.policies)
-	u.action("/policies/tenant", u.updateTenant)
+	u.page("/settings", "settings", "Tenant settings", "/settings", u.settings)
+	u.action("/settings", u.updateTenant)
 	u.action("/policies/auth", u.createAuthPolicy)
 	u.action("/policies/auth/{name}", u.updateAuthPolicy)
 	u.action("/policies/auth/{name}/remove", u.simple("DELETE", "/auth-policies/{name}", "Authentication policy {name} removed."))
@@ -73,6 +79,9 @@ func (u *UI) routes() {
 	u.action("/apps/{app}/revoke-grant", u.simple("DELETE", "/apps/{app}/permissions/Mail.Send", "Mail.Send revoked."))
 	u.action("/apps/{app}/secrets", u.addSecret)
 	u.action("/apps/{app}/secrets/{id}/remove", u.simple("DELETE", "/apps/{app}/secrets/{id}", "Secret {id} removed."))
+	u.action("/apps/issuers", u.addIssuer)
+	u.action("/apps/issuers/remove", u.removeIssuer)
+	u.action("/apps/rotate-key", u.rotateKey)
 	u.action("/apps/{app}/remove", u.simple("DELETE", "/apps/{app}", "App removed."))
 
 	u.page("/trace", "trace", "Message trace", "/trace", u.trace)
@@ -88,7 +97,12 @@ func (u *UI) routes() {
 		http.Redirect(w, r, "/reports/"+url.PathEscape(r.FormValue("id"))+"?tenant="+url.QueryEscape(r.FormValue("tenant")), http.StatusSeeOther)
 	})
 
+	u.page("/webhooks", "webhooks", "Webhooks", "/webhooks", u.webhooks)
+	u.action("/webhooks", u.createWebhook)
+	u.action("/webhooks/{id}/remove", u.simple("DELETE", "/webhooks/{id}", "Webhook {id} removed."))
+
 	u.page("/queue", "queue", "Queue", "/queue", u.queue)
+	u.action("/queue/retry-all", u.retryAll)
 	u.action("/queue/{id}/{verb}", u.queueAction)
 
 	u.page("/audit", "audit", "Audit log", "/audit", u.audit)

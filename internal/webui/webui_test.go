@@ -167,7 +167,7 @@ func (b *browser) trySignIn(name, pw, code string) (*http.Response, string) {
 // pages are the GET paths of every page, with the fixture's objects.
 var pages = []string{"/", "/accounts", "/accounts/app@contoso.test", "/accounts/app@contoso.test/diagnose", "/mailboxes", "/groups",
 	"/domains", "/routes", "/policies", "/conditional-access", "/conditional-access?user=app@contoso.test&ip=10.0.0.1&client_app=legacy",
-	"/apps", "/trace", "/reports", "/queue", "/audit", "/admins"}
+	"/apps", "/trace", "/reports", "/queue", "/audit", "/admins", "/settings", "/webhooks", "/accounts/app@contoso.test/convert"}
 
 func TestPagesAsGlobalAdmin(t *testing.T) {
 	f := newFixture(t)

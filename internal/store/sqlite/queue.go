@@ -319,6 +319,19 @@ func insertEvents(ctx context.Context, tx *sql.Tx, events []trace.Event) error {
 	return nil
 }
 
+// subjectPattern is the LIKE pattern of a subject filter: the text lowered
+// and its LIKE wildcards escaped, so that "50%" matches a literal "50%".
+func subjectPattern(subject, match string) string {
+	esc := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(strings.ToLower(subject))
+	switch match {
+	case trace.SubjectStartsWith:
+		return esc + "%"
+	case trace.SubjectEndsWith:
+		return "%" + esc
+	}
+	return "%" + esc + "%"
+}
+
 // SearchTrace finds events matching q, oldest first.
 func (s *Store) SearchTrace(ctx context.Context, q trace.Query) ([]trace.Event, error) {
 	where := []string{"tenant_id = ?", "id > ?"}
@@ -348,6 +361,11 @@ func (s *Store) SearchTrace(ctx context.Context, q trace.Query) ([]trace.Event, 
 	if q.ClientIP != "" {
 		add("client_ip = ?", q.ClientIP)
 	}
+	if q.Subject != "" {
+		// hve_fold lowers the stored subject the way Go lowers the filter:
+		// SQLite's own LIKE folds only ASCII letters.
+		add(`hve_fold(subject) LIKE ? ESCAPE '\'`, subjectPattern(q.Subject, q.SubjectMatch))
+	}
 	if !q.Since.IsZero() {
 		add("time >= ?", nanos(q.Since))
 	}
@@ -374,4 +392,35 @@ func (s *Store) SearchTrace(ctx context.Context, q trace.Query) ([]trace.Event, 
 		list = []trace.Event{}
 	}
 	return list, err
+}
+
+// PruneTrace deletes up to limit trace events older than before, and says
+// how many it deleted. Events of a message still in the queue stay, however
+// old: they are its only history while it waits. A limit of 0 or less
+// means 5000; callers repeat until fewer than limit are deleted, so that
+// each transaction holds the single writer only briefly.
+//
+// The usage meter and the webhook dispatcher read events after their
+// cursors, which only move forward by id; deleting old rows below a cursor
+// changes nothing for them.
+func (s *Store) PruneTrace(ctx context.Context, before time.Time, limit int) (int, error) {
+	if limit <= 0 {
+		limit = 5000
+	}
+	var n int64
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM trace_events WHERE id IN (
+			SELECT e.id FROM trace_events e WHERE e.time < ?
+				AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.queue_id = e.queue_id AND e.queue_id != '' AND m.state != 'done')
+			LIMIT ?)`, nanos(before), limit)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("pruning trace events before %s: %w", before.UTC().Format(time.RFC3339), err)
+	}
+	return int(n), nil
 }

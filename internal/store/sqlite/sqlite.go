@@ -6,6 +6,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"embed"
 	"encoding/json"
 	"errors"
@@ -23,6 +24,23 @@ import (
 
 	"hve/internal/store"
 )
+
+func init() {
+	// hve_fold(text) lowers text as Go's strings.ToLower does, for
+	// case-insensitive searches beyond ASCII (SQLite's lower() and LIKE
+	// fold only A-Z). Registered once, for every connection.
+	sqlite.MustRegisterDeterministicScalarFunction("hve_fold", 1, func(_ *sqlite.FunctionContext, args []driver.Value) (driver.Value, error) {
+		switch v := args[0].(type) {
+		case string:
+			return strings.ToLower(v), nil
+		case []byte:
+			return strings.ToLower(string(v)), nil
+		case nil:
+			return nil, nil
+		}
+		return args[0], nil
+	})
+}
 
 //go:embed migrations/*.sql
 var migrations embed.FS

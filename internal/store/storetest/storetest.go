@@ -98,6 +98,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	tests = append(tests, adminTests...)
 	tests = append(tests, webhookTests...)
 	tests = append(tests, queueControlTests...)
+	tests = append(tests, traceRetentionTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.fn(t, open(t))

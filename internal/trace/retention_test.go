@@ -1,0 +1,101 @@
+package trace
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+// pruneStore deletes from a count of old events, limit at a time.
+type pruneStore struct {
+	mu      sync.Mutex
+	old     int
+	befores []time.Time
+	limits  []int
+	err     error
+	called  chan struct{}
+}
+
+func (s *pruneStore) PruneTrace(_ context.Context, before time.Time, limit int) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.befores = append(s.befores, before)
+	s.limits = append(s.limits, limit)
+	if s.called != nil {
+		select {
+		case s.called <- struct{}{}:
+		default:
+		}
+	}
+	if s.err != nil {
+		return 0, s.err
+	}
+	n := min(s.old, limit)
+	s.old -= n
+	return n, nil
+}
+
+func TestRetentionPruneInBatches(t *testing.T) {
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	st := &pruneStore{old: 12}
+	r := &Retention{Store: st, Keep: 90 * 24 * time.Hour, Batch: 5, Now: func() time.Time { return now }}
+	n, err := r.Prune(t.Context())
+	if err != nil || n != 12 {
+		t.Fatalf("Prune = %d, %v; want 12", n, err)
+	}
+	// 5, 5, 2: the short batch says nothing is left.
+	if !slices.Equal(st.limits, []int{5, 5, 5}) {
+		t.Errorf("batches = %v, want three of 5", st.limits)
+	}
+	want := time.Date(2026, 8, 25, 12, 0, 0, 0, time.UTC)
+	for _, b := range st.befores {
+		if !b.Equal(want) {
+			t.Errorf("before = %v, want now minus 90 days, %v", b, want)
+		}
+	}
+}
+
+func TestRetentionDefaultsAndOff(t *testing.T) {
+	st := &pruneStore{}
+	r := &Retention{Store: st, Keep: time.Hour}
+	if _, err := r.Prune(t.Context()); err != nil || !slices.Equal(st.limits, []int{5000}) {
+		t.Errorf("Prune with the default batch: limits %v, %v; want one batch of 5000", st.limits, err)
+	}
+	st = &pruneStore{old: 3}
+	off := &Retention{Store: st}
+	if n, err := off.Prune(t.Context()); n != 0 || err != nil || len(st.limits) != 0 {
+		t.Errorf("Prune with Keep 0 = %d, %v after %d calls; want nothing deleted", n, err, len(st.limits))
+	}
+	off.Run(t.Context()) // returns at once
+}
+
+func TestRetentionError(t *testing.T) {
+	st := &pruneStore{err: errors.New("disk I/O error")}
+	r := &Retention{Store: st, Keep: time.Hour}
+	if _, err := r.Prune(t.Context()); !errors.Is(err, st.err) {
+		t.Errorf("Prune error = %v, want it wrapped", err)
+	}
+}
+
+func TestRetentionRunsEveryPeriod(t *testing.T) {
+	st := &pruneStore{called: make(chan struct{}, 1)}
+	r := &Retention{Store: st, Keep: time.Hour, Every: time.Millisecond}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.Run(ctx)
+	}()
+	for range 3 {
+		select {
+		case <-st.called:
+		case <-time.After(5 * time.Second):
+			t.Fatal("Run did not prune again")
+		}
+	}
+	cancel()
+	<-done
+}
