@@ -745,8 +745,58 @@ func (a *API) diagnose(w http.ResponseWriter, r *http.Request, t directory.Tenan
 	if rep := res.Reply; rep != nil {
 		d.Reply = fmt.Sprintf("%d %d.%d.%d %s", rep.Code, rep.EnhancedCode[0], rep.EnhancedCode[1], rep.EnhancedCode[2], rep.Message)
 	}
+	if e.Kind == directory.KindAccount && d.Endpoint == directory.EndpointHVE {
+		step, err := a.limitsStep(r.Context(), t, e.Address)
+		if err != nil {
+			return err
+		}
+		d.Steps = append(d.Steps, step)
+	}
 	writeJSON(w, http.StatusOK, d)
 	return nil
+}
+
+// limitsStep ends a diagnose with the daily recipient limits in force for
+// an account and what it has sent today, so that "why can't it send?" is
+// answered after a sign-in that would succeed too. The day's figure comes
+// from the usage meter (seconds behind the exact counters).
+func (a *API) limitsStep(ctx context.Context, t directory.Tenant, address string) (access.Step, error) {
+	acc, err := a.store.AccountByAddress(ctx, address)
+	if err != nil {
+		return access.Step{}, err
+	}
+	if a.opts.Usage != nil {
+		a.opts.Usage.CatchUp(ctx) // best effort: a stale figure is still useful
+	}
+	day := time.Now().UTC().Truncate(24 * time.Hour)
+	hours, err := a.store.UsageHours(ctx, store.UsageQuery{TenantID: t.ID, Account: address, Since: day, Until: day.Add(24 * time.Hour)})
+	if err != nil {
+		return access.Step{}, err
+	}
+	var sent int64
+	for _, h := range hours {
+		sent += h.Recipients
+	}
+	step := access.Step{Check: "daily recipient limits", Verdict: access.Pass}
+	var parts []string
+	if l := acc.DailyRecipientLimit; l > 0 {
+		parts = append(parts, fmt.Sprintf("account limit %d", l))
+		if sent >= l {
+			step.Verdict = access.Fail
+			step.Fix = fmt.Sprintf("hve account set %s --daily-recipient-limit N|none (or wait for 00:00 UTC)", address)
+		}
+	}
+	if l := t.Settings.DailyRecipientLimit; l > 0 {
+		parts = append(parts, fmt.Sprintf("tenant limit %d for all accounts", l))
+	}
+	if len(parts) == 0 {
+		parts = append(parts, "no daily recipient limit")
+	}
+	step.Detail = fmt.Sprintf("%s; %d envelope recipients sent today (UTC, from the usage meter)", strings.Join(parts, ", "), sent)
+	if step.Verdict == access.Fail {
+		step.Detail += "; further recipients are refused with 452 4.5.3 until 00:00 UTC"
+	}
+	return step, nil
 }
 
 // --- authentication policies ---

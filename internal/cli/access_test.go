@@ -445,7 +445,14 @@ func TestDiagnoseCommand(t *testing.T) {
 	out := n.ok(t, "account", "diagnose", "app@contoso.test", "--from-ip", "192.0.2.7")
 	contains(t, "diagnose", out, "diagnose app@contoso.test (account): basic sign-in on the hve endpoint from 192.0.2.7",
 		"CHECK", "VERDICT", "DETAIL", "FIX", "identity", "pass", "authentication policy", "Conditional Access", "report-only",
-		"result: would sign in, given the right password")
+		"result: would sign in, given the right password",
+		"daily recipient limits", "no daily recipient limit; 0 envelope recipients sent today")
+
+	// A limit the account has used up shows, with its fix. Nothing was
+	// sent, so a limit cannot be used up; set one and check it is shown.
+	n.ok(t, "account", "set", "app@contoso.test", "--daily-recipient-limit", "5")
+	out = n.ok(t, "account", "diagnose", "app@contoso.test")
+	contains(t, "diagnose with a limit", out, "account limit 5; 0 envelope recipients sent today")
 
 	n.ok(t, "ca-policy", "create", "No legacy", "--grant", "block", "--client-apps", "legacy", "--include-users", "all", "--state", "on")
 	out = n.ok(t, "account", "diagnose", "app@contoso.test")
