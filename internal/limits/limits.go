@@ -11,8 +11,7 @@
 // round trip. MemCounters is its in-memory store for a single process.
 //
 // The other counters here are in memory, per node: connection slots
-// (Concurrency), message pacing (RatePacer) and a simple rolling quota
-// (RollingWindow). All read the time from an injectable Clock so that
+// (Concurrency) and message pacing (RatePacer). All read the time from an injectable Clock so that
 // tests control it. docs/limits.md lists every limit and where it counts.
 package limits
 
@@ -53,16 +52,9 @@ func (e *ExceededError) Error() string {
 // Is makes errors.Is(err, ErrExceeded) true.
 func (e *ExceededError) Is(target error) bool { return target == ErrExceeded }
 
-// Quota limits how many units a key uses in a rolling period. Units are
-// first reserved (they count at once, so that racing callers cannot
-// overshoot together), then committed when the work is done, or released
-// when it is not.
-type Quota interface {
-	// Reserve holds n units for key, or fails with an *ExceededError.
-	Reserve(ctx context.Context, key string, n int64) (Reservation, error)
-}
-
-// Reservation is units held by Quota.Reserve.
+// Reservation is units held by Engine.Reserve: they count at once, so that
+// racing callers cannot overshoot together, and are then committed when
+// the work is done, or released when it is not.
 type Reservation interface {
 	// Commit counts the units as used now; they then age out of the
 	// rolling period like any other use.
