@@ -140,7 +140,7 @@ func (s *session) signIn(method access.Method, mech, username, secret string) er
 	}
 	res := s.e.auth.Check(ctx, a)
 	if !res.OK() {
-		s.log.Info("sign-in refused", "user", username, "mechanism", mech, "reason", res.Reason, "reply", reply.Line(res.Reply))
+		// The checker has logged the refusal and traced it.
 		return res.Reply
 	}
 	snd, key, err := s.e.senderOf(res.Identity)
