@@ -135,13 +135,20 @@ func (s *server) with(t *testing.T) *server {
 // directory. It is stopped when the test ends.
 func startServer(t *testing.T) *server {
 	t.Helper()
+	return startServerWith(t, "")
+}
+
+// startServerWith is startServer with more configuration: conf is TOML
+// added to the end of the configuration file.
+func startServerWith(t *testing.T, conf string) *server {
+	t.Helper()
 	base := t.TempDir()
 	s := &server{t: t, proc: &proc{
 		dataDir: filepath.Join(base, "data"),
 		config:  filepath.Join(base, "hve.toml"),
 		logPath: filepath.Join(base, "hve.log"),
 	}}
-	conf := fmt.Sprintf("hostname = %q\nlog_level = \"info\"\n", serverName)
+	conf = fmt.Sprintf("hostname = %q\nlog_level = \"info\"\n", serverName) + conf
 	if err := os.WriteFile(s.config, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}

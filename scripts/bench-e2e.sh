@@ -12,7 +12,9 @@
 #
 # Settings (environment): DURATION (default 60s), CONNS (default 20),
 # SIZE (default 1024), HOP_CONNS (the route's max_connections, default 10),
-# KEEP=1 keeps the temporary directory. Prints the samples as JSON lines,
+# KEEP=1 keeps the temporary directory, HVE_BIN (an hve binary to use
+# instead of building one), HVE_SERVE_FLAGS (more flags for hve serve, such
+# as --config FILE with another store). Prints the samples as JSON lines,
 # then a summary. Informative only; see docs/benchmarks.md.
 set -euo pipefail
 
@@ -23,13 +25,14 @@ HOP_CONNS=${HOP_CONNS:-10}
 
 cd "$(dirname "$0")/.."
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/hve-bench-e2e.XXXXXX")
-HVE=$WORK/hve
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 SINK=$WORK/nexthop-sink
 PIDS=()
 cleanup() {
+	stop_hve
 	for pid in "${PIDS[@]}"; do
-		kill -TERM "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
+		stop_pid "$pid"
 	done
 	if [[ ${KEEP:-0} == 1 ]]; then
 		echo "kept $WORK" >&2
@@ -39,9 +42,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(go version | cut -d' ' -f3-), load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-echo "building hve and the next hop ..." >&2
-go build -o "$HVE" ./cmd/hve
+machine_info
+build_hve
+echo "building the next hop ..." >&2
 go build -o "$SINK" ./scripts/nexthop-sink
 
 # The next hop, on a free loopback port.
@@ -54,26 +57,11 @@ done
 HOP=$(sed -n 's/.*listening on \(.*\)$/\1/p' "$WORK/sink.log")
 [[ -n $HOP ]] || { cat "$WORK/sink.log" >&2; echo "the next hop did not start" >&2; exit 1; }
 
-# hve with the demo organisation.
+# hve with the demo organisation (HVE_SERVE_FLAGS: more flags for serve,
+# e.g. --config FILE naming another store).
 DATA=$WORK/data
-mkdir -p "$DATA"
-"$HVE" serve --demo --data "$DATA" --smtp-addr 127.0.0.1:0 --admin-addr 127.0.0.1:0 --client-addr off \
-	>"$WORK/serve.out" 2>"$WORK/serve.log" &
-PIDS+=($!)
-for _ in $(seq 100); do
-	if grep -q '^  Password:' "$WORK/serve.out" 2>/dev/null && grep -q 'hve started' "$WORK/serve.log"; then
-		break
-	fi
-	sleep 0.1
-done
-SMTP=$(awk '/SMTP endpoint:/ {print $3; exit}' "$WORK/serve.out")
-PASSWORD=$(awk '/^  Password:/ {print $2; exit}' "$WORK/serve.out")
-ADMIN=$(sed -n 's/.*admin=\(http:\/\/[^ ]*\).*/\1/p' "$WORK/serve.log" | head -1)
-if [[ -z $SMTP || -z $PASSWORD || -z $ADMIN ]]; then
-	cat "$WORK/serve.out" "$WORK/serve.log" >&2
-	echo "could not read the SMTP address, admin address or password" >&2
-	exit 1
-fi
+# shellcheck disable=SC2086 # flags are meant to split
+start_hve "$DATA" ${HVE_SERVE_FLAGS:-} || exit 1
 
 # sink.test is relayed to the next hop: its recipients need no mailboxes.
 hve() { "$HVE" --server "$ADMIN" --data "$DATA" "$@"; }
@@ -85,11 +73,13 @@ for i in $(seq -w 1 10); do RCPTS+="${RCPTS:+,}r$i@sink.test"; done
 depth() { curl -s "$ADMIN/healthz" | sed -n 's/.*"queue_depth": *\([0-9]*\).*/\1/p'; }
 delivered() { tail -1 "$WORK/sink.out" | sed -n 's/.*"messages":\([0-9]*\).*/\1/p'; }
 
+start_depth=$(depth)
 "$HVE" bench --addr "$SMTP" --auth "hr-notify@contoso.test:$PASSWORD" --rcpt-list "$RCPTS" \
 	--conns "$CONNS" --rcpts 1 --size "$SIZE" --msgs 100000000 --duration "$DURATION" >"$WORK/bench.json" &
 BENCH=$!
 start=$(date +%s.%N)
 maxdepth=0
+last_depth=0
 samples=0
 sumdepth=0
 while kill -0 "$BENCH" 2>/dev/null; do
@@ -101,6 +91,7 @@ while kill -0 "$BENCH" 2>/dev/null; do
 	((d > maxdepth)) && maxdepth=$d
 	samples=$((samples + 1))
 	sumdepth=$((sumdepth + d))
+	last_depth=$d
 done
 wait "$BENCH"
 end_depth=$(depth)
@@ -123,3 +114,5 @@ printf '%-44s %s\n' "delivered to the next hop during the run" "$end_delivered m
 printf '%-44s %s\n' "queue depth (1 s samples)" "mean $((samples > 0 ? sumdepth / samples : 0)), max $maxdepth, at the end $end_depth"
 printf '%-44s %s\n' "time to drain the rest after the run" "${drain} s"
 printf '%-44s %s\n' "delivered in all" "$(delivered) messages (accepted $accepted)"
+# One line for scripts (bench-suite.sh) to read.
+echo "{\"e2e\":true,\"accepted\":${accepted:-0},\"msgs_per_s\":$(sed -n 's/.*"msgs_per_s":\([0-9.]*\).*/\1/p' <<<"$bench"),\"delivered_during\":${end_delivered:-0},\"depth_start\":${start_depth:-0},\"depth_last_sample\":$last_depth,\"depth_mean\":$((samples > 0 ? sumdepth / samples : 0)),\"depth_max\":$maxdepth,\"depth_end\":${end_depth:-0},\"drain_s\":$drain,\"delivered\":$(delivered)}"

@@ -23,18 +23,10 @@ MSGS=${MSGS:-1000000}
 
 cd "$(dirname "$0")/.."
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/hve-bench.XXXXXX")
-HVE=$WORK/hve
-SERVER_PID=
-
-stop_server() {
-	if [[ -n $SERVER_PID ]]; then
-		kill -TERM "$SERVER_PID" 2>/dev/null || true
-		wait "$SERVER_PID" 2>/dev/null || true
-		SERVER_PID=
-	fi
-}
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 cleanup() {
-	stop_server
+	stop_hve
 	if [[ ${KEEP:-0} == 1 ]]; then
 		echo "kept $WORK" >&2
 	else
@@ -43,40 +35,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(go version | cut -d' ' -f3-), load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-echo "building hve ..." >&2
-go build -o "$HVE" ./cmd/hve
+machine_info
+build_hve
 
-# start_server DIR: starts hve serve --demo on free loopback ports and sets
-# SMTP, ADMIN and PASSWORD from what it prints.
+# start_server DIR: start_hve, then ten mailboxes, so that a message can
+# have ten distinct recipients (the demo has four people and two groups;
+# groups would multiply the delivery work); sets RCPTS.
 start_server() {
 	local dir=$1
-	mkdir -p "$dir"
-	"$HVE" serve --demo --data "$dir" --smtp-addr 127.0.0.1:0 --admin-addr 127.0.0.1:0 --client-addr off \
-		>"$dir/serve.out" 2>"$dir/serve.log" &
-	SERVER_PID=$!
-	for _ in $(seq 100); do
-		if grep -q '^  Password:' "$dir/serve.out" 2>/dev/null && grep -q 'hve started' "$dir/serve.log"; then
-			break
-		fi
-		if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-			cat "$dir/serve.log" >&2
-			echo "hve serve exited" >&2
-			exit 1
-		fi
-		sleep 0.1
-	done
-	SMTP=$(awk '/SMTP endpoint:/ {print $3; exit}' "$dir/serve.out")
-	PASSWORD=$(awk '/^  Password:/ {print $2; exit}' "$dir/serve.out")
-	ADMIN=$(sed -n 's/.*admin=\(http:\/\/[^ ]*\).*/\1/p' "$dir/serve.log" | head -1)
-	if [[ -z $SMTP || -z $PASSWORD || -z $ADMIN ]]; then
-		cat "$dir/serve.out" "$dir/serve.log" >&2
-		echo "could not read the SMTP address, admin address or password" >&2
-		exit 1
-	fi
-	# Ten mailboxes, so that a message can have ten distinct recipients
-	# (the demo has four people and two groups; groups would multiply the
-	# delivery work).
+	start_hve "$dir" || exit 1
 	RCPTS=
 	for i in $(seq -w 1 10); do
 		"$HVE" mailbox create --server "$ADMIN" --data "$dir" --address "bench$i@contoso.test" --name "bench$i" >/dev/null
@@ -133,12 +100,10 @@ for w in "${WORKLOADS[@]}"; do
 		echo "$name run $run: $line"
 		echo "$name $line" >>"$RESULTS"
 	done
-	stop_server
+	stop_hve
 done
 
 # Medians of msgs/s, p50 and p99 per workload.
-field() { sed -n "s/.*\"$1\":\([0-9.e+-]*\).*/\1/p"; }
-median() { sort -g | awk '{v[NR]=$1} END {if (NR%2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'; }
 echo
 printf '%-4s %-46s %10s %10s %10s %s\n' "" "workload" "msgs/s" "p50 ms" "p99 ms" "(median of $RUNS runs, $CONNS conns, $DURATION each)"
 for w in "${WORKLOADS[@]}"; do

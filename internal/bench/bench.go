@@ -41,6 +41,15 @@ const (
 	// hardStopGrace is how long messages in flight may take to finish
 	// once the run's time is up.
 	hardStopGrace = 15 * time.Second
+	// rampTimeout bounds the opening of the connections with IdleFor:
+	// the active phase starts then even if some are still connecting.
+	rampTimeout = 2 * time.Minute
+	// rampConcurrency is how many connections are set up at once with
+	// IdleFor, so that thousands of handshakes do not all time out
+	// together.
+	rampConcurrency = 64
+	// MaxIdleFor caps Config.IdleFor.
+	MaxIdleFor = 5 * time.Minute
 	// maxLoggedErrors is how many error messages are written to Config.Log.
 	maxLoggedErrors = 10
 )
@@ -76,8 +85,19 @@ type Config struct {
 	// sign-in included) for every message instead of reusing it.
 	ReconnectPerMessage bool
 	// Duration stops the run after this long even if Msgs were not all
-	// sent; 0 means MaxDuration.
+	// sent; 0 means MaxDuration. With IdleFor it counts from the end of
+	// the idle time.
 	Duration time.Duration
+	// IdleFor, when positive, first opens all Conns connections (each
+	// signed in), waits until every one is open, keeps them all idle for
+	// this long, and only then lets them all send (workload W5: many
+	// concurrent idle-then-active sessions). Result.OpenAtOnce says how
+	// many were open together. Not with ReconnectPerMessage.
+	IdleFor time.Duration
+	// Rate, when positive, paces the run to at most this many messages
+	// per second in all (message i is not started before i/Rate seconds
+	// into the run), to measure latency below the maximum rate.
+	Rate float64
 	// Log, if set, receives the first few error messages, so that a run
 	// with errors says why.
 	Log io.Writer
@@ -108,6 +128,18 @@ type Result struct {
 	Rcpts     int  `json:"rcpts"`
 	Size      int  `json:"size"`
 	Reconnect bool `json:"reconnect"`
+	// OpenAtOnce is the largest number of signed-in sessions that were
+	// open at the same time.
+	OpenAtOnce int64 `json:"open_at_once"`
+	// With IdleFor: RampS is how long opening the connections took, IdleS
+	// how long they then stayed idle, and OpenIdle how many were open
+	// when the idle time ended. ElapsedS and MsgsPerS cover only the
+	// active phase after it.
+	RampS    float64 `json:"ramp_s,omitempty"`
+	IdleS    float64 `json:"idle_s,omitempty"`
+	OpenIdle int64   `json:"open_idle,omitempty"`
+	// Rate is the pacing asked for (messages per second), if any.
+	Rate float64 `json:"rate,omitempty"`
 }
 
 // ErrNotLoopback is returned by Run for an address off this machine.
@@ -163,6 +195,12 @@ func (cfg *Config) check() error {
 		return errors.New("--size must not be negative")
 	case cfg.Duration < 0 || cfg.Duration > MaxDuration:
 		return fmt.Errorf("--duration must be between 0 and %s", MaxDuration)
+	case cfg.IdleFor < 0 || cfg.IdleFor > MaxIdleFor:
+		return fmt.Errorf("--idle-for must be between 0 and %s", MaxIdleFor)
+	case cfg.IdleFor > 0 && cfg.ReconnectPerMessage:
+		return errors.New("--idle-for keeps connections open: not with --reconnect-per-message")
+	case cfg.Rate < 0 || math.IsNaN(cfg.Rate) || math.IsInf(cfg.Rate, 0):
+		return errors.New("--rate must be a positive number of messages per second (0: as fast as possible)")
 	}
 	if cfg.From == "" {
 		cfg.From = cfg.User
@@ -194,13 +232,16 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if limit == 0 {
 		limit = MaxDuration
 	}
-	// ctx ends the run: no new message is started after it. hard, a little
-	// later, cuts the connections of messages still in flight, so that a
-	// server that stopped answering cannot hold the run past the cap.
-	hard, cancelHard := context.WithTimeout(ctx, limit+hardStopGrace)
+	// The active phase ends at limit: no new message is started after
+	// it. hard, a little later, cuts the connections of messages still in
+	// flight, so that a server that stopped answering cannot hold the run
+	// past the cap. With IdleFor, the ramp and the idle time come first.
+	hardLimit := limit + hardStopGrace
+	if cfg.IdleFor > 0 {
+		hardLimit += rampTimeout + cfg.IdleFor
+	}
+	hard, cancelHard := context.WithTimeout(ctx, hardLimit)
 	defer cancelHard()
-	ctx, cancel := context.WithTimeout(ctx, limit)
-	defer cancel()
 
 	r := &runner{
 		cfg:      cfg,
@@ -216,20 +257,65 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		r.authLine = "AUTH PLAIN " + base64.StdEncoding.EncodeToString([]byte("\x00"+cfg.User+"\x00"+cfg.Pass))
 	}
 	stats := make([]*workerStats, cfg.Conns)
-	var wg sync.WaitGroup
-	start := time.Now()
 	for i := range stats {
 		stats[i] = &workerStats{rejected: map[string]int64{}}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r.work(ctx, stats[i])
-		}()
+	}
+	res := Result{Rejected: map[string]int64{}, Conns: cfg.Conns, Rcpts: cfg.Rcpts, Size: cfg.Size, Reconnect: cfg.ReconnectPerMessage, Rate: cfg.Rate}
+
+	// gate opens when the active phase starts; active is its context,
+	// set before gate is closed.
+	gate := make(chan struct{})
+	var active context.Context
+	var wg sync.WaitGroup
+	if cfg.IdleFor > 0 {
+		// W5: open every connection first, at most rampConcurrency at a
+		// time, then hold them all idle.
+		rampStart := time.Now()
+		ramp, cancelRamp := context.WithTimeout(ctx, rampTimeout)
+		sem := make(chan struct{}, rampConcurrency)
+		var ready sync.WaitGroup
+		ready.Add(cfg.Conns)
+		for i := range stats {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				sem <- struct{}{}
+				c := r.connectRetrying(ramp, stats[i])
+				<-sem
+				ready.Done()
+				<-gate // closed soon after ctx ends, too
+				r.work(active, stats[i], c)
+			}()
+		}
+		waitOrDone(ramp, &ready)
+		cancelRamp()
+		res.RampS = round(time.Since(rampStart).Seconds(), 3)
+		idleStart := time.Now()
+		select {
+		case <-time.After(cfg.IdleFor):
+		case <-ctx.Done():
+		}
+		res.IdleS = round(time.Since(idleStart).Seconds(), 3)
+		res.OpenIdle = r.open.Load()
+	}
+	active, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	start := time.Now()
+	r.start = start
+	close(gate)
+	if cfg.IdleFor == 0 {
+		for i := range stats {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r.work(active, stats[i], nil)
+			}()
+		}
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
 
-	res := Result{Rejected: map[string]int64{}, Conns: cfg.Conns, Rcpts: cfg.Rcpts, Size: cfg.Size, Reconnect: cfg.ReconnectPerMessage}
+	res.OpenAtOnce = r.maxOpen.Load()
 	var lat []time.Duration
 	for _, s := range stats {
 		res.Sent += s.sent
@@ -248,6 +334,19 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	res.P50Ms = round(ms(percentile(lat, 0.50)), 2)
 	res.P99Ms = round(ms(percentile(lat, 0.99)), 2)
 	return res, nil
+}
+
+// waitOrDone waits for wg or for ctx to end.
+func waitOrDone(ctx context.Context, wg *sync.WaitGroup) {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
 }
 
 // percentile returns the nearest-rank percentile of sorted durations.
@@ -291,7 +390,10 @@ type runner struct {
 	authLine string
 	body     []byte
 
-	next atomic.Int64 // index of the next message to send
+	next  atomic.Int64 // index of the next message to send
+	start time.Time    // when the active phase started (for Rate)
+
+	open, maxOpen atomic.Int64 // signed-in sessions now, and at most
 
 	logMu     sync.Mutex
 	loggedErr int
@@ -326,38 +428,24 @@ func (r *runner) logf(format string, args ...any) {
 }
 
 // work is one connection's loop: it takes message numbers until they run
-// out or the run's time is up.
-func (r *runner) work(ctx context.Context, st *workerStats) {
-	var c *client
+// out or the run's time is up. c is an open connection, or nil.
+func (r *runner) work(ctx context.Context, st *workerStats, c *client) {
 	defer func() {
 		if c != nil {
 			c.quit()
 		}
 	}()
-	failures := 0
 	for ctx.Err() == nil {
 		i := r.next.Add(1) - 1
 		if i >= int64(r.cfg.Msgs) {
 			return
 		}
-		for c == nil {
-			var err error
-			c, err = r.connect()
-			if err == nil {
-				failures = 0
-				break
-			}
-			st.errors++
-			failures++
-			r.logf("connection: %v", err)
-			var fatal fatalError
-			if errors.As(err, &fatal) || failures >= maxSetupFailures || ctx.Err() != nil {
+		if r.cfg.Rate > 0 && !r.pace(ctx, i) {
+			return
+		}
+		if c == nil {
+			if c = r.connectRetrying(ctx, st); c == nil {
 				return
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(100 * time.Millisecond):
 			}
 		}
 		st.sent++
@@ -375,11 +463,53 @@ func (r *runner) work(ctx context.Context, st *workerStats) {
 	}
 }
 
+// pace waits until message i is due under Config.Rate; false if the run
+// ended first.
+func (r *runner) pace(ctx context.Context, i int64) bool {
+	due := r.start.Add(time.Duration(float64(i) / r.cfg.Rate * float64(time.Second)))
+	wait := time.Until(due)
+	if wait <= 0 {
+		return true
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// connectRetrying opens a connection, retrying a few times after
+// temporary failures; nil when it gave up (counted and logged).
+func (r *runner) connectRetrying(ctx context.Context, st *workerStats) *client {
+	for failures := 0; ; {
+		c, err := r.connect()
+		if err == nil {
+			return c
+		}
+		st.errors++
+		failures++
+		r.logf("connection: %v", err)
+		var fatal fatalError
+		if errors.As(err, &fatal) || failures >= maxSetupFailures || ctx.Err() != nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
 // client is one SMTP connection.
 type client struct {
-	conn net.Conn
-	text *textproto.Conn
-	stop func() bool // unregisters the hard stop
+	conn   net.Conn
+	text   *textproto.Conn
+	stop   func() bool // unregisters the hard stop
+	closed func()      // counts the session as no longer open
 }
 
 // cmd sends a command and reads its reply.
@@ -406,6 +536,10 @@ func (c *client) expect(want int, format string, args ...any) error {
 func (c *client) close() {
 	c.stop()
 	c.conn.Close()
+	if c.closed != nil {
+		c.closed()
+		c.closed = nil
+	}
 }
 
 // quit ends the session politely, without waiting long for the reply.
@@ -429,6 +563,10 @@ func (r *runner) connect() (*client, error) {
 		c.close()
 		return nil, err
 	}
+	n := r.open.Add(1)
+	for m := r.maxOpen.Load(); n > m && !r.maxOpen.CompareAndSwap(m, n); m = r.maxOpen.Load() {
+	}
+	c.closed = func() { r.open.Add(-1) }
 	return c, nil
 }
 

@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -341,5 +343,86 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met in 20s")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestBenchIdleThenActive is workload W5: every connection is opened and
+// signed in first, all stay idle together, then all send.
+func TestBenchIdleThenActive(t *testing.T) {
+	n := startNode(t, 2)
+	cfg := n.config()
+	cfg.Conns, cfg.Msgs, cfg.IdleFor = 30, 60, 300*time.Millisecond
+	res := run(t, cfg)
+	if res.OpenIdle != 30 || res.OpenAtOnce != 30 {
+		t.Errorf("open while idle %d, at most %d; want all 30 open together (%+v)", res.OpenIdle, res.OpenAtOnce, res)
+	}
+	if res.IdleS < 0.3 || res.RampS <= 0 {
+		t.Errorf("ramp %.3fs, idle %.3fs; want a ramp and at least 0.3s idle", res.RampS, res.IdleS)
+	}
+	if res.Sent != 60 || res.Accepted != 60 || res.Errors != 0 || len(res.Rejected) != 0 {
+		t.Errorf("got %+v; want 60 sent and accepted, nothing else", res)
+	}
+	// The server saw them all at once: each got its own session.
+	cfg.IdleFor, cfg.ReconnectPerMessage = time.Second, true
+	if _, err := bench.Run(context.Background(), cfg); err == nil {
+		t.Error("--idle-for with --reconnect-per-message was accepted")
+	}
+}
+
+func TestBenchRate(t *testing.T) {
+	n := startNode(t, 1)
+	cfg := n.config()
+	cfg.Conns, cfg.Msgs, cfg.Rate = 4, 20, 40 // 20 messages at 40/s: about half a second
+	res := run(t, cfg)
+	if res.Accepted != 20 || res.Errors != 0 {
+		t.Errorf("got %+v; want 20 accepted", res)
+	}
+	if res.ElapsedS < 0.45 || res.MsgsPerS > 45 || res.Rate != 40 {
+		t.Errorf("elapsed %.3fs, %.1f msgs/s; want paced to 40/s (about 0.5s)", res.ElapsedS, res.MsgsPerS)
+	}
+}
+
+func TestSinks(t *testing.T) {
+	for _, durable := range []bool{false, true} {
+		t.Run(fmt.Sprintf("durable=%v", durable), func(t *testing.T) {
+			cfg := bench.SinkConfig{Addr: "127.0.0.1:0"}
+			if durable {
+				cfg.Durable = t.TempDir()
+			}
+			s, err := bench.StartSink(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			res := run(t, bench.Config{Addr: s.Addr().String(), Conns: 8, Msgs: 200, Rcpts: 2, RcptList: []string{"a@example.com", "b@example.com"},
+				Size: 2000, User: "bench", Pass: "anything", From: "bench@example.com", StartTLS: true, InsecureSkipVerify: true, Duration: time.Minute})
+			if res.Accepted != 200 || res.Errors != 0 || len(res.Rejected) != 0 {
+				t.Errorf("got %+v; want 200 accepted", res)
+			}
+			st := s.Stats()
+			if st.Messages != 200 || st.Rcpts != 400 || st.Bytes < 200*2000 || st.MaxOpen != 8 {
+				t.Errorf("sink counted %+v; want 200 messages, 400 recipients, 8 sessions at once", st)
+			}
+			if durable {
+				if st.Fsyncs < 1 || st.Fsyncs > 200 {
+					t.Errorf("%d fsyncs for 200 messages", st.Fsyncs)
+				}
+				fi, err := os.Stat(filepath.Join(cfg.Durable, "sink.spool"))
+				if err != nil || fi.Size() < 200*2000 {
+					t.Errorf("spool: %v, %v; want every message in it", fi, err)
+				}
+			} else if st.Fsyncs != 0 {
+				t.Errorf("the no-op sink fsynced %d times", st.Fsyncs)
+			}
+			// MAIL before AUTH is refused.
+			res = run(t, bench.Config{Addr: s.Addr().String(), Conns: 1, Msgs: 1, Rcpts: 1, RcptList: []string{"a@example.com"},
+				From: "x@example.com", StartTLS: true, InsecureSkipVerify: true, Duration: time.Minute})
+			if res.Accepted != 0 || res.Rejected["530"] != 1 {
+				t.Errorf("without AUTH: %+v; want one 530", res)
+			}
+		})
+	}
+	if _, err := bench.StartSink(bench.SinkConfig{Addr: "0.0.0.0:0"}); err == nil {
+		t.Error("the sink listened on a non-loopback address")
 	}
 }

@@ -4,7 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"hve/internal/bench"
@@ -24,6 +28,51 @@ func benchFlags(fs *flag.FlagSet) {
 	fs.Bool("insecure-skip-verify", true, "accept any TLS certificate (hve's default one is self-signed)")
 	fs.Bool("reconnect-per-message", false, "open a new connection (TLS, AUTH) for every message")
 	fs.Duration("duration", 0, "stop after this `long` even if --msgs were not all sent (0: no limit but the 10m safety cap)")
+	fs.Duration("idle-for", 0, "first open all --conns connections (signed in), keep them all idle this `long`, then let them all send (W5; 0: off)")
+	fs.Float64("rate", 0, "send at most this many `messages per second` in all (0: as fast as the server accepts)")
+}
+
+func benchSinkFlags(fs *flag.FlagSet) {
+	fs.String("addr", "127.0.0.1:2626", "loopback `host:port` to listen on")
+	fs.String("durable", "", "append every message to `DIR`/sink.spool and fsync before the 250, sharing fsyncs between concurrent messages (group commit); empty: keep nothing")
+	fs.String("cert", "", "TLS certificate `file` (PEM; default: a self-signed RSA-2048 one made at start)")
+	fs.String("key", "", "TLS key `file` (PEM)")
+}
+
+// runBenchSink runs the measuring peer of the benchmark suite until
+// SIGINT or SIGTERM, then prints what it accepted as one JSON line.
+func runBenchSink(c *ctx) error {
+	if len(c.args) != 0 {
+		return usageError{"hve bench-sink takes no arguments; see hve bench-sink -h"}
+	}
+	if (c.str("cert") == "") != (c.str("key") == "") {
+		return usageError{"--cert and --key go together"}
+	}
+	if dir := c.str("durable"); dir != "" {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return err
+		}
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	s, err := bench.StartSink(bench.SinkConfig{Addr: c.str("addr"), CertFile: c.str("cert"), KeyFile: c.str("key"), Durable: c.str("durable")})
+	if err != nil {
+		return err
+	}
+	kind := "no-op"
+	if c.str("durable") != "" {
+		kind = "durable (group commit)"
+	}
+	fmt.Fprintf(c.env.Stderr, "hve bench-sink: %s sink listening on %s\n", kind, s.Addr())
+	select {
+	case <-sig:
+	case <-c.Done():
+	}
+	err = s.Close()
+	line, _ := json.Marshal(s.Stats())
+	c.env.Stdout.Write(append(line, '\n'))
+	return err
 }
 
 // runBench runs the load generator and prints its result as one JSON line.
@@ -42,6 +91,8 @@ func runBench(c *ctx) error {
 		StartTLS:            flagValue[bool](c, "starttls"),
 		InsecureSkipVerify:  flagValue[bool](c, "insecure-skip-verify"),
 		ReconnectPerMessage: flagValue[bool](c, "reconnect-per-message"),
+		IdleFor:             flagValue[time.Duration](c, "idle-for"),
+		Rate:                flagValue[float64](c, "rate"),
 		Log:                 c.env.Stderr,
 	}
 	if cfg.Addr == "" {

@@ -201,6 +201,7 @@ func init() {
 		{path: "trace", help: "search message trace", flags: traceFlags, run: runTrace},
 
 		{path: "bench", help: "load-test an SMTP endpoint on this machine and print throughput and latency as JSON", flags: benchFlags, run: runBench},
+		{path: "bench-sink", help: "run a no-op or durable (group commit) SMTP sink on loopback: the measuring peer of the benchmark suite", flags: benchSinkFlags, run: runBenchSink},
 	}
 	// The access commands go next to their kin, so that hve help lists
 	// each group together.

@@ -18,7 +18,9 @@ func serveFlags(fs *flag.FlagSet) {
 	fs.String("smtp-addr", "", "SMTP endpoint listen `address` (default :587; with --demo 127.0.0.1:2587)")
 	fs.String("client-addr", "", "standard client endpoint (mailboxes) listen `address` (default :588; with --demo 127.0.0.1:2588; off disables it)")
 	fs.String("admin-addr", "", "admin API listen `address` (default 127.0.0.1:8025)")
+	fs.String("store", "", "the store: a postgres:// `URL` for several nodes on one PostgreSQL database, or sqlite (the default) for the embedded store in the data directory")
 	fs.Bool("demo", false, "on an empty data directory, create a demo organisation and print how to send to it")
+	fs.String("pprof", "", "serve Go's profiler (net/http/pprof) on this loopback `address` (default: off)")
 }
 
 func runServe(c *ctx) error {
@@ -51,6 +53,9 @@ func runServe(c *ctx) error {
 	if v := c.str("admin-addr"); v != "" {
 		cfg.Admin.Addr = v
 	}
+	if v := c.str("store"); v != "" {
+		cfg.Store = v
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
 		return fmt.Errorf("log_level %q: %w", cfg.LogLevel, err)
@@ -62,6 +67,13 @@ func runServe(c *ctx) error {
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sig)
 
+	if addr := c.str("pprof"); addr != "" {
+		stop, err := startPprof(addr, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	srv, err := server.Start(c, cfg, log)
 	if err != nil {
 		return err

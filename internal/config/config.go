@@ -23,7 +23,9 @@ type Config struct {
 	// Hostname names this server in SMTP greetings, Received headers and
 	// generated Message-IDs.
 	Hostname string `toml:"hostname"`
-	// Store selects the store; empty means the embedded SQLite store in Data.
+	// Store selects the store: empty (or "sqlite") is the embedded SQLite
+	// store in Data, for one node; a postgres:// URL is a PostgreSQL
+	// database that several nodes share (docs/several-nodes.md).
 	Store string `toml:"store"`
 	SMTP  SMTP   `toml:"smtp"`
 	// Client is the standard client endpoint, for mailboxes.
@@ -50,6 +52,10 @@ type Delivery struct {
 	// MaxAge is how long a message is retried after temporary failures
 	// ("48h"); then its open recipients fail with the last reply.
 	MaxAge time.Duration `toml:"max_age"`
+	// Lease is how long a node reserves the messages it claimed ("5m").
+	// When a node dies, another node delivers its claimed messages once the
+	// lease has passed; relaying gives up on a batch at 3/4 of it.
+	Lease time.Duration `toml:"lease"`
 }
 
 // Queue guards the disk the queue lives on.
@@ -211,7 +217,7 @@ func Default() Config {
 			MessagesPerMinute: 30, RecipientsPerDay: 10000, MaxConnections: 3},
 		Admin:    Admin{Addr: "127.0.0.1:8025"},
 		LogLevel: "info",
-		Delivery: Delivery{MaxAge: 48 * time.Hour},
+		Delivery: Delivery{MaxAge: 48 * time.Hour, Lease: 5 * time.Minute},
 		Alerts:   Alerts{AnomalyFactor: 10, AnomalyFloor: 100},
 		Queue:    Queue{MinFreeDisk: queue.DefaultMinFreeDisk},
 		Trace:    Trace{Retention: DefaultTraceRetention},
@@ -231,6 +237,9 @@ func Load(path string) (Config, error) {
 	}
 	if c.Delivery.MaxAge <= 0 {
 		return c, fmt.Errorf("config %s: [delivery] max_age must be a positive duration such as \"48h\"", path)
+	}
+	if c.Delivery.Lease < time.Second {
+		return c, fmt.Errorf("config %s: [delivery] lease must be a duration of at least 1s such as \"5m\"", path)
 	}
 	if _, err := c.Queue.MinFree(); err != nil {
 		return c, fmt.Errorf("config %s: [queue] %w", path, err)

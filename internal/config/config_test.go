@@ -45,6 +45,7 @@ public_url = "https://hve.example.com:8443"
 
 [delivery]
 max_age = "72h"
+lease = "30s"
 
 [queue]
 min_free_disk = "5%"
@@ -83,7 +84,7 @@ target = "unix:/run/dovecot/lmtp"
 		Client: Client{Addr: ":2588", MaxRecipients: 100, MaxMessageBytes: 2 << 20,
 			MessagesPerMinute: 10, RecipientsPerDay: 1000, MaxConnections: 2},
 		Admin:    Admin{Addr: "127.0.0.1:9000", PublicURL: "https://hve.example.com:8443"},
-		Delivery: Delivery{MaxAge: 72 * time.Hour},
+		Delivery: Delivery{MaxAge: 72 * time.Hour, Lease: 30 * time.Second},
 		Queue:    Queue{MinFreeDisk: "5%"},
 		Alerts:   Alerts{AnomalyFactor: 20, AnomalyFloor: 500},
 		Trace:    Trace{Retention: "30d"},
@@ -147,6 +148,7 @@ func TestLoadErrors(t *testing.T) {
 		{"not TOML", "data = \n", "hve.toml"},
 		{"max age not a duration", "[delivery]\nmax_age = \"two days\"\n", "max_age"},
 		{"max age zero", "[delivery]\nmax_age = \"0s\"\n", "max_age"},
+		{"lease too short", "[delivery]\nlease = \"500ms\"\n", "lease"},
 		{"min free disk not a size", "[queue]\nmin_free_disk = \"plenty\"\n", "min_free_disk"},
 		{"min free disk 100%", "[queue]\nmin_free_disk = \"100%\"\n", "min_free_disk"},
 		{"anomaly factor below 1", "[alerts]\nanomaly_factor = 0.5\n", "anomaly_factor"},

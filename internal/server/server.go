@@ -5,6 +5,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -14,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,6 +34,7 @@ import (
 	"hve/internal/report"
 	"hve/internal/smtpd"
 	"hve/internal/store"
+	"hve/internal/store/postgres"
 	"hve/internal/store/sqlite"
 	"hve/internal/tlsutil"
 	"hve/internal/trace"
@@ -59,7 +62,9 @@ type Server struct {
 	// anomaly rule); webhooks hear of them through the dispatcher.
 	Alerts *alert.Raiser
 
-	log       *slog.Logger
+	log *slog.Logger
+	// node names this node in the revocations it publishes.
+	node      string
 	cancel    context.CancelFunc
 	endpoint  *smtpd.Endpoint // the HVE endpoint
 	client    *smtpd.Endpoint // the standard client endpoint, or nil
@@ -71,25 +76,47 @@ type Server struct {
 	closeOnce sync.Once
 }
 
-// OpenStore opens the store the configuration names.
+// OpenStore opens the store the configuration names: the embedded SQLite
+// store in the data directory, or a PostgreSQL database that several nodes
+// share.
 func OpenStore(ctx context.Context, cfg config.Config) (store.Store, error) {
 	switch {
-	case cfg.Store == "" || cfg.Store == "sqlite":
+	case embeddedStore(cfg):
 		return sqlite.Open(ctx, cfg.Data)
 	case strings.HasPrefix(cfg.Store, "postgres://"), strings.HasPrefix(cfg.Store, "postgresql://"):
-		return nil, errors.New("store: the PostgreSQL store is not available in this version; leave store unset for the embedded store")
+		return postgres.Open(ctx, cfg.Store)
 	}
-	return nil, fmt.Errorf("store %q: use an empty value (embedded SQLite in the data directory)", cfg.Store)
+	return nil, fmt.Errorf("store %q: use an empty value (embedded SQLite in the data directory) or a postgres:// URL", redactStore(cfg.Store))
+}
+
+// embeddedStore reports whether the configuration names the embedded
+// store, whose data is in the data directory.
+func embeddedStore(cfg config.Config) bool {
+	return cfg.Store == "" || cfg.Store == "sqlite"
+}
+
+// redactStore hides the password of a store address that looks like a URL,
+// for error messages.
+func redactStore(addr string) string {
+	if u, err := url.Parse(addr); err == nil && u.User != nil {
+		return u.Redacted()
+	}
+	return addr
 }
 
 // Start opens the store and starts every listener and worker. It returns
 // once the node accepts connections.
 func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, error) {
+	// The data directory holds the node's own files (TLS certificate,
+	// admin token) whatever the store; the embedded store makes it too.
+	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
 	st, err := OpenStore(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{Config: cfg, Store: st, log: log, TokenFile: filepath.Join(cfg.Data, "admin.token")}
+	s := &Server{Config: cfg, Store: st, log: log, TokenFile: filepath.Join(cfg.Data, "admin.token"), node: nodeID(cfg.Hostname)}
 	if err := s.start(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -119,7 +146,12 @@ func (s *Server) start(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("[queue] %w", err)
 	}
-	space := queue.NewSpaceGuard(cfg.Data, minFree, s.log.With("part", "queue"))
+	// With PostgreSQL the queue is in the database, not in the data
+	// directory: a full database disk is the store's ErrFull.
+	var space *queue.SpaceGuard
+	if embeddedStore(cfg) {
+		space = queue.NewSpaceGuard(cfg.Data, minFree, s.log.With("part", "queue"))
+	}
 	keep, err := cfg.Trace.RetentionPeriod()
 	if err != nil {
 		return fmt.Errorf("[trace] %w", err)
@@ -160,6 +192,9 @@ func (s *Server) start(ctx context.Context) (err error) {
 	worker.Relay.Hostname = cfg.Hostname
 	if cfg.Delivery.MaxAge > 0 {
 		worker.Retry.MaxAge = cfg.Delivery.MaxAge
+	}
+	if cfg.Delivery.Lease > 0 {
+		worker.Lease = cfg.Delivery.Lease
 	}
 	s.spool = queue.NewSpool(s.Store, func([]*queue.Message) { worker.Wake() }, s.log.With("part", "spool"))
 	s.recorder = trace.NewRecorder(s.Store, s.log.With("part", "trace"))
@@ -240,6 +275,10 @@ func (s *Server) start(ctx context.Context) (err error) {
 		s.serveSMTP(s.client, cl)
 	}
 
+	if err := s.listenRevocations(runCtx); err != nil {
+		return err
+	}
+
 	api := admin.New(s.Store, tokenHash, s.log.With("part", "admin"), admin.Options{
 		Diagnoser: s.Access, Sessions: s, Keys: s.OAuth, OAuth: s.OAuth.Handler(), Settings: s,
 		Usage: meter, Reports: reports, Delivery: worker,
@@ -268,7 +307,7 @@ func (s *Server) start(ctx context.Context) (err error) {
 		client = s.ClientAddr.String()
 	}
 	s.log.Info("hve started", "smtp", s.SMTPAddr.String(), "client_smtp", client, "admin", "http://"+s.AdminAddr.String(),
-		"oauth_issuer", issuer, "data", cfg.Data)
+		"oauth_issuer", issuer, "data", cfg.Data, "store", redactStore(cmp.Or(cfg.Store, "sqlite")))
 	return nil
 }
 
@@ -286,9 +325,25 @@ func (s *Server) serveSMTP(e *smtpd.Endpoint, l net.Listener) {
 // CloseSessions ends the open SMTP sessions signed in as an identity (an
 // HVE account or a mailbox of the tenant) on both endpoints: each client
 // reads reply.SessionRevoked and the connection is closed. It returns how
-// many sessions were ended. Admin changes that revoke an identity's
-// sessions (tokens-valid-from, disabling, removal) call it.
+// many sessions were ended on this node. With a store that several nodes
+// share, it also tells the other nodes, which end theirs (not counted)
+// moments later. Admin changes that revoke an identity's sessions
+// (tokens-valid-from, disabling, removal) call it.
 func (s *Server) CloseSessions(tenantID int64, kind directory.Kind, id int64) int {
+	n := s.closeLocalSessions(tenantID, kind, id)
+	if rs, ok := s.Store.(store.Revocations); ok {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		r := store.Revocation{TenantID: tenantID, Kind: kind, ID: id, Node: s.node}
+		if err := rs.PublishRevocation(ctx, r); err != nil {
+			s.log.Error("revoked sessions may stay open on other nodes", "tenant", tenantID, "kind", string(kind), "id", id, "err", err)
+		}
+	}
+	return n
+}
+
+// closeLocalSessions is CloseSessions on this node only.
+func (s *Server) closeLocalSessions(tenantID int64, kind directory.Kind, id int64) int {
 	n := 0
 	for _, e := range []*smtpd.Endpoint{s.endpoint, s.client} {
 		if e != nil {
@@ -296,6 +351,45 @@ func (s *Server) CloseSessions(tenantID int64, kind directory.Kind, id int64) in
 		}
 	}
 	return n
+}
+
+// listenRevocations makes this node end the sessions other nodes revoke,
+// when the store is shared. It returns once the node listens, so that a
+// node that has started hears every revocation published after.
+func (s *Server) listenRevocations(ctx context.Context) error {
+	rs, ok := s.Store.(store.Revocations)
+	if !ok {
+		return nil
+	}
+	log := s.log.With("part", "revocations")
+	listening := make(chan struct{})
+	var first sync.Once
+	s.wg.Go(func() {
+		rs.ListenRevocations(ctx, store.RevocationListener{
+			Revoked: func(r store.Revocation) {
+				if r.Node == s.node {
+					return // ended when it was published
+				}
+				if n := s.closeLocalSessions(r.TenantID, r.Kind, r.ID); n > 0 {
+					log.Info("ended sessions revoked on another node", "tenant", r.TenantID, "kind", string(r.Kind), "id", r.ID,
+						"sessions", n, "by", r.Node)
+				}
+			},
+			Listening: func() {
+				first.Do(func() { close(listening) })
+				log.Debug("listening for session revocations of other nodes")
+			},
+			Lost: func(err error) {
+				log.Error("not listening for session revocations of other nodes; trying again", "err", err)
+			},
+		})
+	})
+	select {
+	case <-listening:
+		return nil
+	case <-time.After(30 * time.Second):
+		return errors.New("store: could not listen for the session revocations of other nodes within 30s")
+	}
 }
 
 // SettingsChanged makes both endpoints read a tenant's limit settings and
@@ -391,7 +485,8 @@ func ensureDefaultTenant(ctx context.Context, st store.Store) error {
 		return err
 	}
 	if len(tenants) == 0 {
-		if _, err := st.CreateTenant(ctx, directory.DefaultTenant); err != nil {
+		// Another node starting at the same time may have created it.
+		if _, err := st.CreateTenant(ctx, directory.DefaultTenant); err != nil && !errors.Is(err, store.ErrExists) {
 			return fmt.Errorf("creating the default tenant: %w", err)
 		}
 	}

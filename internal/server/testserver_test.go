@@ -116,6 +116,15 @@ func startNode(t *testing.T) *testNode {
 // startNodeWith is startNode with the configuration changed by change.
 func startNodeWith(t *testing.T, change func(*config.Config)) *testNode {
 	t.Helper()
+	n := startUnseeded(t, change)
+	n.seed()
+	return n
+}
+
+// startUnseeded is startNodeWith without seeding the directory: for a
+// node of a store that another node has seeded.
+func startUnseeded(t *testing.T, change func(*config.Config)) *testNode {
+	t.Helper()
 	cfg := config.Default()
 	cfg.Data = t.TempDir()
 	cfg.Hostname = hostname
@@ -139,9 +148,7 @@ func startNodeWith(t *testing.T, change func(*config.Config)) *testNode {
 	}
 	t.Cleanup(func() { srv.Close() })
 
-	n := &testNode{t: t, srv: srv}
-	n.seed()
-	return n
+	return &testNode{t: t, srv: srv}
 }
 
 func (n *testNode) seed() {

@@ -3,9 +3,12 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"hve/internal/store"
 	"hve/internal/trace"
 )
 
@@ -51,4 +54,97 @@ func insertEvents(ctx context.Context, tx pgx.Tx, events []trace.Event) ([]int64
 		return nil, fmt.Errorf("trace events: %w", mapErr(err))
 	}
 	return ids, nil
+}
+
+// AddEvents stores trace events.
+func (s *Store) AddEvents(ctx context.Context, events []trace.Event) error {
+	return s.tx(ctx, func(tx pgx.Tx) error {
+		_, err := insertEvents(ctx, tx, events)
+		return err
+	})
+}
+
+// SearchTrace finds events matching q, oldest first.
+func (s *Store) SearchTrace(ctx context.Context, q trace.Query) ([]trace.Event, error) {
+	where := []string{"tenant_id = $1", "id > $2"}
+	args := []any{q.TenantID, q.AfterID}
+	// add appends a condition whose one parameter is written $?.
+	add := func(cond string, v any) {
+		args = append(args, v)
+		where = append(where, strings.ReplaceAll(cond, "$?", fmt.Sprintf("$%d", len(args))))
+	}
+	if q.Sender != "" {
+		add("sender = $?", strings.ToLower(q.Sender))
+	}
+	if q.Recipient != "" {
+		add("recipient = $?", strings.ToLower(q.Recipient))
+	}
+	if q.MessageID != "" {
+		add("message_id = $?", q.MessageID)
+	}
+	if q.QueueID != "" {
+		add("queue_id = $?", q.QueueID)
+	}
+	if q.Status != "" {
+		// A recipient's status is that of its latest event: a Received
+		// (Pending) event no longer counts once Delivered or Expanded follows.
+		add(`status = $? AND (queue_id = '' OR NOT EXISTS (SELECT 1 FROM trace_events l
+			WHERE l.queue_id = trace_events.queue_id AND l.recipient = trace_events.recipient AND l.id > trace_events.id))`, q.Status)
+	}
+	if q.ClientIP != "" {
+		add("client_ip = $?", q.ClientIP)
+	}
+	if q.Subject != "" {
+		// hve_fold lowers the stored subject the way Go lowers the filter.
+		add(`hve_fold(subject) LIKE $? ESCAPE '\'`, store.SubjectPattern(q.Subject, q.SubjectMatch))
+	}
+	if !q.Since.IsZero() {
+		add("time >= $?", nanos(q.Since))
+	}
+	if !q.Until.IsZero() {
+		add("time <= $?", nanos(q.Until))
+	}
+	limit := q.Limit
+	if limit <= 0 {
+		limit = 1000
+	}
+	args = append(args, limit)
+	rows, err := s.pool.Query(ctx, fmt.Sprintf(`SELECT id, tenant_id, time, queue_id, message_id, sender, recipient, event, status,
+		detail, client_ip, subject, size FROM trace_events WHERE %s ORDER BY id LIMIT $%d`, strings.Join(where, " AND "), len(args)), args...)
+	list, err := collect(rows, err, func(row scanner) (e trace.Event, err error) {
+		var t int64
+		err = row.Scan(&e.ID, &e.TenantID, &t, &e.QueueID, &e.MessageID, &e.Sender, &e.Recipient, &e.Event, &e.Status, &e.Detail, &e.ClientIP, &e.Subject, &e.Size)
+		e.Time = fromNanos(t)
+		return e, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("searching trace: %w", err)
+	}
+	return list, nil
+}
+
+// PruneTrace deletes up to limit trace events older than before, and says
+// how many it deleted. Events of a message still in the queue stay, however
+// old: they are its only history while it waits. A limit of 0 or less
+// means 5000; callers repeat until fewer than limit are deleted, so that
+// each transaction is short.
+//
+// Nodes may prune at the same time: SKIP LOCKED lets each take rows the
+// other has not, rather than wait for them and then find them gone. The
+// usage meter and the webhook dispatcher read events after their cursors,
+// which only move forward by id; deleting old rows below a cursor changes
+// nothing for them.
+func (s *Store) PruneTrace(ctx context.Context, before time.Time, limit int) (int, error) {
+	if limit <= 0 {
+		limit = 5000
+	}
+	tag, err := s.pool.Exec(ctx, `DELETE FROM trace_events WHERE id IN (
+		SELECT e.id FROM trace_events e WHERE e.time < $1
+			AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.queue_id = e.queue_id AND e.queue_id <> '' AND m.state <> 'done')
+		LIMIT $2
+		FOR UPDATE SKIP LOCKED)`, nanos(before), limit)
+	if err != nil {
+		return 0, fmt.Errorf("pruning trace events before %s: %w", before.UTC().Format(time.RFC3339), mapErr(err))
+	}
+	return int(tag.RowsAffected()), nil
 }

@@ -21,16 +21,6 @@ func nonNil[T any](list []T) []T {
 	return list
 }
 
-// some names the first few of list, for error messages that say where
-// something is used.
-func some(list []string) string {
-	const shown = 5
-	if len(list) <= shown {
-		return strings.Join(list, ", ")
-	}
-	return fmt.Sprintf("%s and %d more", strings.Join(list[:shown], ", "), len(list)-shown)
-}
-
 // ---- authentication policies ----
 
 // CreateAuthPolicy creates an authentication policy; its name must be new
@@ -131,7 +121,7 @@ func (s *Store) RemoveAuthPolicy(ctx context.Context, tenantID int64, name strin
 			return err
 		}
 		if len(users) > 0 {
-			return fmt.Errorf("%w: it is assigned to %d accounts and mailboxes (%s); assign them another policy first", store.ErrInvalid, len(users), some(users))
+			return fmt.Errorf("%w: it is assigned to %d accounts and mailboxes (%s); assign them another policy first", store.ErrInvalid, len(users), store.FirstFew(users))
 		}
 		return execOne(ctx, tx, "policy", `DELETE FROM auth_policies WHERE tenant_id = ? AND name = ?`, tenantID, name)
 	})
@@ -233,17 +223,13 @@ func securityMember(ctx context.Context, tx *sql.Tx, tenantID int64, group, memb
 	}
 	var kind string
 	err = tx.QueryRowContext(ctx, lookupSQL, memberAddress).Scan(&e.TenantID, &kind, &e.ID, &e.Address)
-	if errors.Is(err, sql.ErrNoRows) || err == nil && e.TenantID != tenantID {
-		return 0, e, fmt.Errorf("%w: no account or mailbox %s in this tenant", store.ErrNotFound, memberAddress)
-	}
-	if err != nil {
+	if errors.Is(err, sql.ErrNoRows) {
+		e = directory.Entry{}
+	} else if err != nil {
 		return 0, e, err
 	}
 	e.Kind = directory.Kind(kind)
-	if e.Kind != directory.KindAccount && e.Kind != directory.KindMailbox {
-		return 0, e, fmt.Errorf("%w: %s is a distribution group; security groups hold only HVE accounts and mailboxes", store.ErrInvalid, memberAddress)
-	}
-	return groupID, e, nil
+	return groupID, e, store.CheckSecurityGroupMember(e, tenantID, memberAddress)
 }
 
 // AddSecurityGroupMember adds an account or mailbox to a security group;
@@ -400,17 +386,6 @@ func (s *Store) RemoveCAPolicy(ctx context.Context, tenantID int64, name string)
 
 // ---- app registrations ----
 
-// checkApp checks the fields every app needs.
-func checkApp(a directory.App) error {
-	if strings.TrimSpace(a.Name) == "" {
-		return fmt.Errorf("%w: an app needs a name", store.ErrInvalid)
-	}
-	if a.AppID == "" || a.ObjectID == "" {
-		return fmt.Errorf("%w: app %q needs an app id and an object id", store.ErrInvalid, a.Name)
-	}
-	return nil
-}
-
 // insertSecret stores one secret of the app with row id app.
 func insertSecret(ctx context.Context, tx *sql.Tx, app int64, sec directory.AppSecret) (directory.AppSecret, error) {
 	if sec.Hash == "" {
@@ -433,7 +408,7 @@ func insertSecret(ctx context.Context, tx *sql.Tx, app int64, sec directory.AppS
 // any). App and object ids must be new in every tenant, compared without
 // regard to case.
 func (s *Store) CreateApp(ctx context.Context, a directory.App) (directory.App, error) {
-	if err := checkApp(a); err != nil {
+	if err := store.CheckApp(a); err != nil {
 		return a, err
 	}
 	a.CreatedAt = time.Now().UTC()

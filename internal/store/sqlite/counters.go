@@ -13,8 +13,8 @@ import (
 // one write transaction; SQLite has one writer at a time (and this store
 // funnels writes through one connection), so racing leases are serialized.
 func (s *Store) LeaseQuota(ctx context.Context, l store.QuotaLease) (granted, used int64, err error) {
-	if l.Need < 1 || l.Want < l.Need {
-		return 0, 0, fmt.Errorf("quota lease of %s: need %d, want %d: want at least one unit, and want >= need", l.Key, l.Need, l.Want)
+	if err := l.Check(); err != nil {
+		return 0, 0, err
 	}
 	err = s.tx(ctx, func(tx *sql.Tx) error {
 		var sum int64
@@ -23,8 +23,8 @@ func (s *Store) LeaseQuota(ctx context.Context, l store.QuotaLease) (granted, us
 			return err
 		}
 		used = sum
-		g := min(l.Want, l.Limit-sum)
-		if g < l.Need {
+		g := l.Grant(sum)
+		if g == 0 {
 			return nil
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO quota_counters (key, bucket, used, expires_at) VALUES (?, ?, ?, ?)

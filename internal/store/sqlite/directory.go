@@ -3,11 +3,8 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
-	"strings"
 	"time"
 
 	"hve/internal/directory"
@@ -18,7 +15,7 @@ import (
 // transaction, the built-in report-only policy directory.BuiltInBlockLegacy.
 func (s *Store) CreateTenant(ctx context.Context, name string) (directory.Tenant, error) {
 	t := directory.Tenant{Name: name, CreatedAt: time.Now().UTC(), Settings: directory.DefaultSettings()}
-	settings, err := settingsJSON(t.Settings)
+	settings, err := store.EncodeSettings(t.Settings)
 	if err != nil {
 		return t, err
 	}
@@ -30,30 +27,13 @@ func (s *Store) CreateTenant(ctx context.Context, name string) (directory.Tenant
 		if t.ID, err = res.LastInsertId(); err != nil {
 			return err
 		}
-		_, err = insertCAPolicy(ctx, tx, builtInBlockLegacy(t.ID, t.CreatedAt))
+		_, err = insertCAPolicy(ctx, tx, store.BuiltInCAPolicy(t.ID, t.CreatedAt))
 		return err
 	})
 	if err != nil {
 		return t, fmt.Errorf("tenant %q: %w", name, err)
 	}
 	return t, nil
-}
-
-// builtInBlockLegacy is the policy every new tenant gets: it would block
-// basic authentication for everyone, but only reports (like the managed
-// policy admins know from Entra ID). Admins may turn it on or remove it.
-func builtInBlockLegacy(tenantID int64, at time.Time) directory.CAPolicy {
-	return directory.CAPolicy{TenantID: tenantID, Name: directory.BuiltInBlockLegacy, State: directory.CAReportOnly, Grant: directory.GrantBlock,
-		ClientApps: []directory.ClientApp{directory.Legacy}, IncludeUsers: []string{directory.AllUsers}, CreatedAt: at}
-}
-
-// settingsJSON encodes tenant settings for the settings column.
-func settingsJSON(set directory.Settings) (string, error) {
-	b, err := json.Marshal(set)
-	if err != nil {
-		return "", fmt.Errorf("encoding tenant settings: %w", err)
-	}
-	return string(b), nil
 }
 
 const tenantColumns = `id, name, created_at, settings`
@@ -65,13 +45,8 @@ func scanTenant(row scanner) (t directory.Tenant, err error) {
 		return t, err
 	}
 	t.CreatedAt = fromNanos(created)
-	if err = json.Unmarshal([]byte(settings), &t.Settings); err != nil {
+	if t.Settings, err = store.DecodeSettings([]byte(settings)); err != nil {
 		return t, fmt.Errorf("settings of tenant %q: %w", t.Name, err)
-	}
-	// JSON keeps the zone offset it was given; every time the store
-	// returns is UTC.
-	for _, r := range []*directory.Retirement{&t.Settings.HVEBasicAuth, &t.Settings.ClientBasicAuth} {
-		r.SunsetAt, r.RampStart, r.RampEnd = r.SunsetAt.UTC(), r.RampStart.UTC(), r.RampEnd.UTC()
 	}
 	return t, nil
 }
@@ -106,7 +81,7 @@ func (s *Store) Tenant(ctx context.Context, id int64) (directory.Tenant, error) 
 // UpdateTenantSettings replaces a tenant's settings after checking that the
 // default authentication policy, if named, exists in the tenant.
 func (s *Store) UpdateTenantSettings(ctx context.Context, tenantID int64, set directory.Settings) (directory.Tenant, error) {
-	settings, err := settingsJSON(set)
+	settings, err := store.EncodeSettings(set)
 	if err != nil {
 		return directory.Tenant{}, err
 	}
@@ -178,7 +153,7 @@ func claimAddresses(ctx context.Context, tx *sql.Tx, tenantID int64, kind direct
 		var domTenant int64
 		err := tx.QueryRowContext(ctx, `SELECT tenant_id FROM domains WHERE name = ?`, directory.DomainOf(addr)).Scan(&domTenant)
 		if errors.Is(err, sql.ErrNoRows) || err == nil && domTenant != tenantID {
-			return fmt.Errorf("%w: %s is not in an accepted domain of this tenant; add the domain first (hve domain add %s)", store.ErrInvalid, addr, directory.DomainOf(addr))
+			return store.NotAcceptedError(addr)
 		}
 		if err != nil {
 			return err
@@ -186,10 +161,7 @@ func claimAddresses(ctx context.Context, tx *sql.Tx, tenantID int64, kind direct
 		_, err = tx.ExecContext(ctx, `INSERT INTO addresses (address, tenant_id, kind, object_id, is_primary) VALUES (?, ?, ?, ?, ?)`,
 			addr, tenantID, string(kind), id, i == 0)
 		if err != nil {
-			if err = mapErr(err); errors.Is(err, store.ErrExists) {
-				return fmt.Errorf("%w: address %s is already used", store.ErrExists, addr)
-			}
-			return err
+			return store.AddressInUse(mapErr(err), addr)
 		}
 	}
 	return nil
@@ -227,36 +199,9 @@ func checkAuthPolicy(ctx context.Context, tx *sql.Tx, tenantID int64, name strin
 		return err
 	}
 	if n == 0 {
-		return fmt.Errorf("%w: authentication policy %q does not exist in this tenant; create it first or name an existing one", store.ErrInvalid, name)
+		return store.UnknownAuthPolicyError(name)
 	}
 	return nil
-}
-
-// allowedLists checks an account's allowed apps and networks and returns
-// them cleaned up: without duplicates (app ids compared without regard to
-// case, as GUIDs are), in the order given, networks in canonical form. The
-// caller's slices are not changed.
-func allowedLists(apps, networks []string) ([]string, []string, error) {
-	cleanApps := []string{}
-	for _, app := range apps {
-		if !slices.ContainsFunc(cleanApps, func(a string) bool { return strings.EqualFold(a, app) }) {
-			cleanApps = append(cleanApps, app)
-		}
-	}
-	if len(cleanApps) > directory.MaxAllowedApps {
-		return nil, nil, fmt.Errorf("%w: %d allowed apps; an account may allow at most %d", store.ErrInvalid, len(cleanApps), directory.MaxAllowedApps)
-	}
-	cleanNets := []string{}
-	for _, n := range networks {
-		pfx, err := directory.ParseNetwork(n)
-		if err != nil {
-			return nil, nil, fmt.Errorf("%w: %v", store.ErrInvalid, err)
-		}
-		if !slices.Contains(cleanNets, pfx.String()) {
-			cleanNets = append(cleanNets, pfx.String())
-		}
-	}
-	return cleanApps, cleanNets, nil
 }
 
 // CreateMailbox creates a mailbox.
@@ -270,7 +215,7 @@ func (s *Store) CreateMailbox(ctx context.Context, m directory.Mailbox) (directo
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			m.TenantID, m.Name, m.DisplayName, m.Address, m.PasswordHash, nanos(m.CreatedAt), m.AuthPolicy, nanos(m.TokensValidFrom), m.ConvertedFromHVE)
 		if err != nil {
-			return err
+			return store.AddressInUse(mapErr(err), m.Address)
 		}
 		if m.ID, err = res.LastInsertId(); err != nil {
 			return err
@@ -373,7 +318,7 @@ func (s *Store) CreateAccount(ctx context.Context, a directory.Account) (directo
 	a.CreatedAt = time.Now().UTC()
 	a.UpdatedAt = a.CreatedAt
 	var err error
-	if a.AllowedApps, a.AllowedNetworks, err = allowedLists(a.AllowedApps, a.AllowedNetworks); err != nil {
+	if a.AllowedApps, a.AllowedNetworks, err = store.CleanAllowedLists(a.AllowedApps, a.AllowedNetworks); err != nil {
 		return a, fmt.Errorf("account %s: %w", a.Address, err)
 	}
 	err = s.tx(ctx, func(tx *sql.Tx) error {
@@ -390,7 +335,7 @@ func (s *Store) CreateAccount(ctx context.Context, a directory.Account) (directo
 			a.AuthPolicy, nanos(a.TokensValidFrom), jsonList(a.AllowedApps), jsonList(a.AllowedNetworks), a.DailyRecipientLimit, a.WarnAt,
 			a.FailureReportTo)
 		if err != nil {
-			return err
+			return store.AddressInUse(mapErr(err), a.Address)
 		}
 		if a.ID, err = res.LastInsertId(); err != nil {
 			return err
@@ -424,8 +369,7 @@ func checkMaxAccounts(ctx context.Context, tx *sql.Tx, tenantID int64) error {
 		return err
 	}
 	if n >= max {
-		return fmt.Errorf("%w: tenant %s already has %d HVE accounts, its maximum (raise it with hve tenant set --max-hve-accounts)",
-			store.ErrLimit, t.Name, n)
+		return store.MaxAccountsError(t.Name, n)
 	}
 	return nil
 }
@@ -481,7 +425,7 @@ func (s *Store) queryAccounts(ctx context.Context, where string, args ...any) ([
 func (s *Store) UpdateAccount(ctx context.Context, a directory.Account) (directory.Account, error) {
 	a.UpdatedAt = time.Now().UTC()
 	var err error
-	if a.AllowedApps, a.AllowedNetworks, err = allowedLists(a.AllowedApps, a.AllowedNetworks); err != nil {
+	if a.AllowedApps, a.AllowedNetworks, err = store.CleanAllowedLists(a.AllowedApps, a.AllowedNetworks); err != nil {
 		return a, fmt.Errorf("account %s: %w", a.Address, err)
 	}
 	err = s.tx(ctx, func(tx *sql.Tx) error {
@@ -583,7 +527,7 @@ func (s *Store) CreateGroup(ctx context.Context, g directory.Group) (directory.G
 		res, err := tx.ExecContext(ctx, `INSERT INTO dist_groups (tenant_id, name, address, created_at) VALUES (?, ?, ?, ?)`,
 			g.TenantID, g.Name, g.Address, nanos(g.CreatedAt))
 		if err != nil {
-			return err
+			return store.AddressInUse(mapErr(err), g.Address)
 		}
 		if g.ID, err = res.LastInsertId(); err != nil {
 			return err
@@ -701,16 +645,12 @@ func (s *Store) memberEntry(ctx context.Context, tenantID, groupID int64, member
 		return directory.Entry{}, err
 	}
 	e, err := s.Lookup(ctx, memberAddress)
-	if err != nil || e.TenantID != tenantID {
-		return e, fmt.Errorf("%w: no mailbox or group %s in this tenant", store.ErrNotFound, memberAddress)
+	if errors.Is(err, store.ErrNotFound) {
+		e = directory.Entry{}
+	} else if err != nil {
+		return e, err
 	}
-	if e.Kind == directory.KindAccount {
-		return e, fmt.Errorf("%w: %s is an HVE account; HVE accounts cannot receive mail, so they cannot be group members", store.ErrInvalid, memberAddress)
-	}
-	if e.Kind == directory.KindGroup && e.ID == groupID {
-		return e, fmt.Errorf("%w: a group cannot be a member of itself", store.ErrInvalid)
-	}
-	return e, nil
+	return e, store.CheckGroupMember(e, tenantID, groupID, memberAddress)
 }
 
 const (

@@ -319,19 +319,6 @@ func insertEvents(ctx context.Context, tx *sql.Tx, events []trace.Event) error {
 	return nil
 }
 
-// subjectPattern is the LIKE pattern of a subject filter: the text lowered
-// and its LIKE wildcards escaped, so that "50%" matches a literal "50%".
-func subjectPattern(subject, match string) string {
-	esc := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(strings.ToLower(subject))
-	switch match {
-	case trace.SubjectStartsWith:
-		return esc + "%"
-	case trace.SubjectEndsWith:
-		return "%" + esc
-	}
-	return "%" + esc + "%"
-}
-
 // SearchTrace finds events matching q, oldest first.
 func (s *Store) SearchTrace(ctx context.Context, q trace.Query) ([]trace.Event, error) {
 	where := []string{"tenant_id = ?", "id > ?"}
@@ -364,7 +351,7 @@ func (s *Store) SearchTrace(ctx context.Context, q trace.Query) ([]trace.Event, 
 	if q.Subject != "" {
 		// hve_fold lowers the stored subject the way Go lowers the filter:
 		// SQLite's own LIKE folds only ASCII letters.
-		add(`hve_fold(subject) LIKE ? ESCAPE '\'`, subjectPattern(q.Subject, q.SubjectMatch))
+		add(`hve_fold(subject) LIKE ? ESCAPE '\'`, store.SubjectPattern(q.Subject, q.SubjectMatch))
 	}
 	if !q.Since.IsZero() {
 		add("time >= ?", nanos(q.Since))

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"strings"
 
-	"hve/internal/queue"
 	"hve/internal/store"
 	"hve/internal/trace"
 )
@@ -113,57 +112,16 @@ func (s *Store) QueueItems(ctx context.Context, q store.QueueQuery) ([]store.Que
 	}
 	for _, r := range list {
 		it := r.item
-		deferred := false
-		var latest int64
-		for _, rc := range it.Recipients {
-			if !rc.State.Open() {
-				continue
-			}
-			deferred = deferred || rc.State == queue.RecipientDeferred
-			it.Attempts = max(it.Attempts, rc.Attempts)
-			if rc.LastReply != "" && nanos(rc.UpdatedAt) >= latest {
-				latest, it.LastReply = nanos(rc.UpdatedAt), rc.LastReply
-			}
-		}
-		switch {
-		case r.held:
-			it.Status = store.QueueHeld
-		case r.leaseUntil > now:
-			it.Status = store.QueueActive
-		case deferred:
-			it.Status = store.QueueDeferred
-		default:
-			it.Status = store.QueuePending
-		}
-		if it.Recipients == nil {
-			it.Recipients = []queue.Recipient{}
-		}
+		it.Summarize(r.held, r.leaseUntil > now)
 		items = append(items, it)
 	}
 	return items, nil
 }
 
-// queuedMessage is what a trace event of queue control repeats of its
-// message.
-type queuedMessage struct {
-	queueID, messageID, sender, subject, clientIP string
-	size                                          int64
-	held                                          bool
-	heldBy                                        string
-}
-
 // ControlQueue applies an admin's action to the queue.
 func (s *Store) ControlQueue(ctx context.Context, c store.QueueControl) (int, error) {
-	switch c.Action {
-	case store.QueueHold, store.QueueRelease, store.QueueRetry, store.QueueDelete:
-	default:
-		return 0, fmt.Errorf("%w: queue action %q", store.ErrInvalid, c.Action)
-	}
-	if c.All && c.Action != store.QueueRetry {
-		return 0, fmt.Errorf("%w: only retry applies to the whole queue", store.ErrInvalid)
-	}
-	if !c.All && c.QueueID == "" {
-		return 0, fmt.Errorf("%w: no queue id", store.ErrInvalid)
+	if err := c.Check(); err != nil {
+		return 0, err
 	}
 	if c.All {
 		n, err := s.retryAll(ctx, c)
@@ -180,12 +138,12 @@ func (s *Store) ControlQueue(ctx context.Context, c store.QueueControl) (int, er
 
 // controlOne applies c to the message c.QueueID.
 func controlOne(ctx context.Context, tx *sql.Tx, c store.QueueControl) error {
-	m := queuedMessage{queueID: c.QueueID}
+	m := store.QueuedMessage{QueueID: c.QueueID}
 	err := tx.QueryRowContext(ctx, `SELECT message_id, sender, subject, client_ip, size, held, held_by FROM messages
 		WHERE queue_id = ? AND tenant_id = ? AND state = 'queued'`, c.QueueID, c.TenantID).
-		Scan(&m.messageID, &m.sender, &m.subject, &m.clientIP, &m.size, &m.held, &m.heldBy)
+		Scan(&m.MessageID, &m.Sender, &m.Subject, &m.ClientIP, &m.Size, &m.Held, &m.HeldBy)
 	if err == sql.ErrNoRows {
-		return fmt.Errorf("%w: message %s is not in the queue (delivered, failed, deleted, or never here)", store.ErrNotFound, c.QueueID)
+		return store.NotQueuedError(c.QueueID)
 	}
 	if err != nil {
 		return err
@@ -194,54 +152,32 @@ func controlOne(ctx context.Context, tx *sql.Tx, c store.QueueControl) error {
 	if err != nil {
 		return err
 	}
+	if err := m.Applies(c); err != nil {
+		return err
+	}
 	now := nanos(c.Now)
-	var name, status, detail string
 	switch c.Action {
 	case store.QueueHold:
-		if m.held {
-			return fmt.Errorf("%w: message %s is held already (by %s)", store.ErrInvalid, c.QueueID, m.heldBy)
-		}
 		_, err = tx.ExecContext(ctx, `UPDATE messages SET held = 1, held_by = ?, held_at = ? WHERE queue_id = ?`, c.Actor, now, c.QueueID)
-		name, status, detail = trace.EventHeld, trace.StatusPending,
-			"held by admin "+c.Actor+": delivery skips the message until it is released"
 	case store.QueueRelease:
-		if !m.held {
-			return fmt.Errorf("%w: message %s is not held", store.ErrInvalid, c.QueueID)
-		}
 		_, err = tx.ExecContext(ctx, `UPDATE messages SET held = 0, held_by = '', held_at = 0 WHERE queue_id = ?`, c.QueueID)
 		if err == nil {
 			err = makeDue(ctx, tx, c.QueueID, now)
 		}
-		name, status, detail = trace.EventReleased, trace.StatusPending, "released by admin "+c.Actor+": the next attempt is due at once"
 	case store.QueueRetry:
-		if m.held {
-			return fmt.Errorf("%w: message %s is held (by %s); release it, which makes it due at once", store.ErrInvalid, c.QueueID, m.heldBy)
-		}
 		err = makeDue(ctx, tx, c.QueueID, now)
-		name, status, detail = trace.EventRetried, trace.StatusPending, "retry requested by admin "+c.Actor+": the next attempt is due at once"
 	case store.QueueDelete:
-		reason := "deleted from the queue by admin " + c.Actor
 		_, err = tx.ExecContext(ctx, `UPDATE queue_recipients SET state = 'failed', last_reply = ?, next_attempt_at = ?, updated_at = ?
-			WHERE queue_id = ? AND state IN `+openStates, reason, now, now, c.QueueID)
+			WHERE queue_id = ? AND state IN `+openStates, store.DeleteReason(c.Actor), now, now, c.QueueID)
 		if err == nil {
 			_, err = tx.ExecContext(ctx, `UPDATE messages SET state = 'done', finished_at = ?, lease_owner = '', lease_until = 0,
 				held = 0, held_by = '', held_at = 0 WHERE queue_id = ?`, now, c.QueueID)
 		}
-		name, status, detail = trace.EventFailed, trace.StatusFailed, reason+"; it was not delivered to this recipient"
 	}
 	if err != nil {
 		return err
 	}
-	events := make([]trace.Event, 0, len(rcpts))
-	for _, r := range rcpts {
-		events = append(events, m.event(c, r, name, status, detail))
-	}
-	return insertEvents(ctx, tx, events)
-}
-
-func (m queuedMessage) event(c store.QueueControl, rcpt, name, status, detail string) trace.Event {
-	return trace.Event{TenantID: c.TenantID, Time: c.Now.UTC(), QueueID: m.queueID, MessageID: m.messageID, Sender: m.sender,
-		Recipient: rcpt, Event: name, Status: status, Detail: detail, ClientIP: m.clientIP, Subject: m.subject, Size: m.size}
+	return insertEvents(ctx, tx, m.ControlEvents(c, rcpts))
 }
 
 // openRecipients lists the addresses of a message's open recipients.
@@ -324,13 +260,13 @@ func retryAllChunk(ctx context.Context, tx *sql.Tx, c store.QueueControl, pos re
 		return 0, "", pos, err
 	}
 	type due struct {
-		m    queuedMessage
+		m    store.QueuedMessage
 		rcpt string
 		seq  int
 	}
 	list, err := collect(rows, func(sc scanner) (due, error) {
 		var d due
-		return d, sc.Scan(&d.m.queueID, &d.m.messageID, &d.m.sender, &d.m.subject, &d.m.clientIP, &d.m.size, &d.rcpt, &d.seq)
+		return d, sc.Scan(&d.m.QueueID, &d.m.MessageID, &d.m.Sender, &d.m.Subject, &d.m.ClientIP, &d.m.Size, &d.rcpt, &d.seq)
 	})
 	if err != nil || len(list) == 0 {
 		return 0, "", pos, err
@@ -345,26 +281,22 @@ func retryAllChunk(ctx context.Context, tx *sql.Tx, c store.QueueControl, pos re
 		return 0, "", pos, err
 	}
 	defer updMsg.Close()
-	detail := "retry of the whole queue requested by admin " + c.Actor + ": the next attempt is due at once"
-	if c.Domain != "" {
-		detail = "retry of the queue for " + strings.ToLower(c.Domain) + " requested by admin " + c.Actor + ": the next attempt is due at once"
-	}
 	events := make([]trace.Event, 0, len(list))
 	n := 0
 	prev := pos.queueID
 	for _, d := range list {
-		if _, err := updRcpt.ExecContext(ctx, now, d.m.queueID, d.rcpt); err != nil {
+		if _, err := updRcpt.ExecContext(ctx, now, d.m.QueueID, d.rcpt); err != nil {
 			return 0, "", pos, err
 		}
-		if d.m.queueID != prev {
+		if d.m.QueueID != prev {
 			n++
-			prev = d.m.queueID
-			if _, err := updMsg.ExecContext(ctx, now, d.m.queueID); err != nil {
+			prev = d.m.QueueID
+			if _, err := updMsg.ExecContext(ctx, now, d.m.QueueID); err != nil {
 				return 0, "", pos, err
 			}
 		}
-		events = append(events, d.m.event(c, d.rcpt, trace.EventRetried, trace.StatusPending, detail))
+		events = append(events, d.m.ControlEvents(c, []string{d.rcpt})...)
 	}
 	last := list[len(list)-1]
-	return n, last.m.queueID, retryPos{queueID: last.m.queueID, seq: last.seq}, insertEvents(ctx, tx, events)
+	return n, last.m.QueueID, retryPos{queueID: last.m.QueueID, seq: last.seq}, insertEvents(ctx, tx, events)
 }

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"hve/internal/store"
-	"hve/internal/trace"
 )
 
 // CreateWebhook stores a tenant's webhook.
@@ -31,22 +30,8 @@ func (s *Store) CreateWebhook(ctx context.Context, w store.Webhook) (store.Webho
 	if err != nil {
 		return w, fmt.Errorf("webhook %s: %w", w.URL, err)
 	}
-	w.SecretHint = secretHint(w.Secret)
+	w.SecretHint = store.SecretHint(w.Secret)
 	return w, nil
-}
-
-// secretHint is the first characters of a webhook secret: enough to tell
-// two apart, too few to sign with. A generated secret's "whsec_" prefix is
-// not counted.
-func secretHint(secret string) string {
-	n := 4
-	if strings.HasPrefix(secret, "whsec_") {
-		n += len("whsec_")
-	}
-	if len(secret) <= 2*n {
-		return ""
-	}
-	return secret[:n]
 }
 
 // Webhooks lists a tenant's webhooks (every tenant's for tenantID 0).
@@ -67,7 +52,7 @@ func (s *Store) Webhooks(ctx context.Context, tenantID int64) ([]store.Webhook, 
 		if err = row.Scan(&w.ID, &w.TenantID, &w.URL, &w.Secret, &events, &created); err != nil {
 			return w, err
 		}
-		w.CreatedAt, w.SecretHint = fromNanos(created), secretHint(w.Secret)
+		w.CreatedAt, w.SecretHint = fromNanos(created), store.SecretHint(w.Secret)
 		return w, fromJSONList(events, &w.Events)
 	})
 	if err != nil {
@@ -207,10 +192,8 @@ func (s *Store) ClaimWebhookDeliveries(ctx context.Context, owner string, now ti
 
 // FinishWebhookDelivery records the outcome of an attempt.
 func (s *Store) FinishWebhookDelivery(ctx context.Context, owner string, d store.WebhookDelivery) error {
-	switch d.State {
-	case store.WebhookPending, store.WebhookDone, store.WebhookFailed:
-	default:
-		return fmt.Errorf("webhook delivery %d: state %q: %w", d.ID, d.State, store.ErrInvalid)
+	if err := store.CheckWebhookState(d); err != nil {
+		return err
 	}
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE webhook_outbox SET state = ?, attempts = ?, next_attempt_at = ?, last_error = ?,
@@ -296,7 +279,7 @@ func (s *Store) AddAlert(ctx context.Context, a store.Alert) (store.Alert, bool,
 		if a.ID, err = res.LastInsertId(); err != nil {
 			return err
 		}
-		e := alertEvent(a)
+		e := a.TraceEvent()
 		res, err = tx.ExecContext(ctx, `INSERT INTO trace_events
 			(tenant_id, time, queue_id, message_id, sender, recipient, event, status, detail, client_ip, subject, size)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -317,13 +300,6 @@ func (s *Store) AddAlert(ctx context.Context, a store.Alert) (store.Alert, bool,
 		return a, false, fmt.Errorf("alert %s of %s: %w", a.Kind, a.Account, err)
 	}
 	return a, added, nil
-}
-
-// alertEvent is the trace event of an alert: the account as the sender,
-// the kind and the text as the detail.
-func alertEvent(a store.Alert) trace.Event {
-	return trace.Event{TenantID: a.TenantID, Time: a.Time, Sender: strings.ToLower(a.Account), Event: trace.EventAlert,
-		Detail: a.Kind + ": " + a.Message}
 }
 
 // AlertsByEvent returns the alerts of the given trace events.

@@ -239,6 +239,9 @@ CREATE TABLE issuers (
 
 CREATE TABLE signing_keys (
 	kid         text PRIMARY KEY,
+	-- seq is the order keys were added in (SQLite's rowid): it orders keys
+	-- created at the same time.
+	seq         bigint GENERATED ALWAYS AS IDENTITY,
 	algorithm   text NOT NULL,
 	private_pem bytea NOT NULL,
 	created_at  bigint NOT NULL,
