@@ -20,8 +20,14 @@ type smtpConn struct {
 	c   *smtp.Client
 }
 
-// dialSMTP connects, says EHLO, starts TLS and signs in with AUTH PLAIN.
+// dialSMTP connects, says EHLO, starts TLS and signs in with AUTH PLAIN
+// as the seeded HVE account.
 func dialSMTP(addr string) (*smtpConn, error) {
+	return dialSMTPAs(addr, account, password)
+}
+
+// dialSMTPAs is dialSMTP signing in as user with pass.
+func dialSMTPAs(addr, user, pass string) (*smtpConn, error) {
 	raw, err := net.DialTimeout("tcp", addr, 2*time.Second)
 	if err != nil {
 		return nil, err
@@ -42,7 +48,7 @@ func dialSMTP(addr string) (*smtpConn, error) {
 		sc.close()
 		return nil, err
 	}
-	if err := c.Auth(smtp.PlainAuth("", account, password, host)); err != nil {
+	if err := c.Auth(smtp.PlainAuth("", user, pass, host)); err != nil {
 		sc.close()
 		return nil, err
 	}

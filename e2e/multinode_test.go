@@ -107,3 +107,46 @@ func TestTwoNodesQuotaExact(t *testing.T) {
 		t.Errorf("alice holds %d messages, want %d", n, limit)
 	}
 }
+
+// TestTwoNodesDirectoryChange: a change made through one node's admin API
+// takes effect at the next sign-in on the other node, and an open session
+// on the other node is ended by the revocation. The bound is the settings
+// cache (docs/several-nodes.md): sign-ins read the directory every time.
+func TestTwoNodesDirectoryChange(t *testing.T) {
+	t.Parallel()
+	nodes := startNodes(t, 2)
+	a, b := nodes[0], nodes[1]
+	a.seed()
+
+	open, err := dialSMTP(b.smtp())
+	if err != nil {
+		t.Fatalf("signing in on node b: %v", err)
+	}
+	defer open.close()
+
+	// A new password, set on node a: node b refuses the old one and takes
+	// the new one at the next sign-in, and ends the session that signed in
+	// with the old one.
+	const newPassword = "e2e-Changed-Passw0rd"
+	a.cli(newPassword+"\n", "account", "set", account, "--password-stdin", "--revoke-sessions")
+	if _, err := dialSMTP(b.smtp()); err == nil {
+		t.Errorf("node b accepted the old password after node a changed it")
+	} else if !strings.Contains(err.Error(), "535") {
+		t.Errorf("node b refused the old password with %v; want 535", err)
+	}
+	c, err := dialSMTPAs(b.smtp(), account, newPassword)
+	if err != nil {
+		t.Fatalf("node b refused the new password set through node a: %v", err)
+	}
+	c.close()
+	eventually(t, 5*time.Second, "the session open on node b ends", func() (bool, string) {
+		err := open.c.Noop()
+		return err != nil, fmt.Sprintf("NOOP on the old session: %v", err)
+	})
+
+	// Disabled on node b: node a refuses the next sign-in.
+	b.cli("", "account", "set", account, "--enabled", "false")
+	if _, err := dialSMTPAs(a.smtp(), account, newPassword); err == nil {
+		t.Errorf("node a accepted a sign-in of an account node b disabled")
+	}
+}
