@@ -136,6 +136,7 @@ if wanted postfix && [[ $(id -u) != 0 ]]; then
 fi
 
 machine_info
+echo "tree: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' plus uncommitted changes'), $(date -u '+%Y-%m-%d %H:%M UTC')" >&2
 echo "suite: RUNS=$RUNS DURATION=$DURATION CONNS=$CONNS TARGETS=\"$TARGETS\" W5_CONNS=$W5_CONNS W5_IDLE=$W5_IDLE E2E_DURATION=$E2E_DURATION workloads: ${SELECTED[*]}" >&2
 build_hve
 go build -o "$WORK/nexthop-sink" ./scripts/nexthop-sink
@@ -466,14 +467,50 @@ workload_flags() {
 RESULTS=$OUT/results.jsonl
 : >"$RESULTS"
 
+# cpu_ticks PID: CPU time (clock ticks) used by PID and its descendants,
+# including the descendants that have ended (Postfix's smtpd processes
+# come and go).
+cpu_ticks() {
+	local pids=$1 all
+	all=$(ps -eo pid=,ppid=)
+	local frontier=$1 next
+	while [[ -n $frontier ]]; do
+		next=$(awk -v f=" $frontier " 'index(f, " " $2 " ") {printf "%s ", $1}' <<<"$all")
+		pids+=" $next"
+		frontier=${next% }
+	done
+	local total=0 p
+	for p in $pids; do
+		total=$((total + $(awk '{sub(/^.*\) /, ""); print $12 + $13 + $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+	done
+	echo "$total"
+}
+TICKS=$(getconf CLK_TCK)
+# server_pid NAME: the process whose CPU time is the target's (Postfix: its
+# master and every process under it; not Dovecot or the discarding sink,
+# as hve's next hop is not counted either).
+server_pid() {
+	case $1 in
+	postfix) echo "${PF_STARTED:-}" ;;
+	*) echo "${PID[$1]:-}" ;;
+	esac
+}
+
 # bench NAME WORKLOAD [hve bench flags...]: one run; appends
 # "NAME WORKLOAD {json}" to RESULTS.
 bench() {
-	local name=$1 w=$2 line
+	local name=$1 w=$2 line pid c0=0 c1=0
 	shift 2
+	pid=$(server_pid "$name")
+	[[ -n $pid ]] && c0=$(cpu_ticks "$pid")
 	line=$("$HVE" bench --addr "${ADDR[$name]}" --auth "${AUTHS[$name]}" --from "${FROM[$name]}" \
 		--rcpt-list "${RCPTS[$name]}" --msgs "$MSGS" "$@" 2>>"$OUT/bench-errors.log") || true
 	[[ -n $line ]] || line='{"failed":true}'
+	if [[ -n $pid && $line != *failed* ]]; then
+		# The server's CPU time over the run, and per accepted message.
+		c1=$(cpu_ticks "$pid")
+		line="${line%\}},\"server_cpu_s\":$(awk -v d=$((c1 - c0)) -v t="$TICKS" 'BEGIN {printf "%.2f", d / t}'),\"cpu_ms_per_msg\":$(awk -v d=$((c1 - c0)) -v t="$TICKS" -v n="$(field accepted <<<"$line")" 'BEGIN {if (n > 0) printf "%.3f", d / t * 1000 / n; else print 0}')}"
+	fi
 	echo "$name $w $line" >>"$RESULTS"
 	log "$name $w: $line"
 }
@@ -488,19 +525,24 @@ profile_bg() {
 	PROF_PID=$!
 }
 
-# --- W1..W4 (and HALF): every target up at once, runs interleaved --------
+# --- W1..W4, then HALF ---------------------------------------------------
+# Runs are interleaved (run 1 of every target, then run 2, ...) so that a
+# change in the machine's load touches every target alike. Postfix and the
+# sinks stay up (idle, they cost nothing); an hve node is started fresh for
+# each run and stopped after it, so that its background work (delivery,
+# usage metering, trace) does not load the other targets' runs.
 PHASE1=()
 for w in W1 W2 W3 W4; do selected "$w" && PHASE1+=("$w"); done
-if [[ ${#PHASE1[@]} -gt 0 ]] || selected HALF; then
-	for t in $TARGETS; do start_target "$t"; done
-fi
+is_node() { [[ $1 == hve || $1 == pg ]]; }
 if [[ ${#PHASE1[@]} -gt 0 ]]; then
+	for t in $TARGETS; do is_node "$t" || start_target "$t"; done
 	for run in $(seq "$RUNS"); do
-		for w in "${PHASE1[@]}"; do
-			for t in $TARGETS; do
-				[[ ${STATE[$t]} == up ]] || continue
+		for t in $TARGETS; do
+			is_node "$t" && [[ ${STATE[$t]:-} != failed ]] && start_target "$t"
+			[[ ${STATE[$t]} == up ]] || continue
+			for w in "${PHASE1[@]}"; do
 				PROF_PID=
-				if [[ $PROFILE == 1 && $run == 1 && ($t == hve || $t == pg) && ($w == W1 || $w == W4) ]]; then
+				if [[ $PROFILE == 1 && $run == 1 && ($w == W1 || $w == W4) ]] && is_node "$t"; then
 					profile_bg "$t" "$w"
 				fi
 				# shellcheck disable=SC2046 # flags are meant to split
@@ -511,6 +553,7 @@ if [[ ${#PHASE1[@]} -gt 0 ]]; then
 				fi
 				settle "$t"
 			done
+			is_node "$t" && stop_target "$t"
 		done
 	done
 fi
@@ -520,21 +563,24 @@ med() { grep "^$1 $2 " "$RESULTS" | grep -v '"failed"' | field "$3" | median; }
 
 if selected HALF; then
 	for t in hve pg; do
-		wanted "$t" && [[ ${STATE[$t]:-} == up ]] || continue
+		wanted "$t" && [[ ${STATE[$t]:-} != failed ]] || continue
 		max=$(med "$t" W1 msgs_per_s)
 		if [[ -z $max ]]; then
 			log "$t: no W1 figure to halve; run W1 too"
 			continue
 		fi
 		rate=$(awk -v m="$max" 'BEGIN {printf "%.0f", m / 2}')
+		start_target "$t"
+		[[ ${STATE[$t]} == up ]] || continue
 		for run in $(seq "$RUNS"); do
 			# shellcheck disable=SC2046
 			bench "$t" HALF --conns "$CONNS" --duration "$DURATION" --rate "$rate" $(workload_flags W1)
 			settle "$t"
 		done
+		stop_target "$t"
 	done
 fi
-for t in sink durable hve pg; do stop_target "$t"; done
+for t in sink durable; do stop_target "$t"; done
 
 # --- W5: many idle-then-active sessions, fresh servers --------------------
 if selected W5; then
@@ -551,17 +597,34 @@ if selected W5; then
 				--msgs "$MSGS" --rcpts 1 --size 1024 --conns "$W5_CONNS" --idle-for "$W5_IDLE" --duration "$W5_DURATION" \
 				>"$WORK/w5.json" 2>>"$OUT/bench-errors.log" &
 			bpid=$!
-			peak=0
+			t0=$(date +%s.%N)
+			port=${ADDR[$t]##*:}
+			heap=
+			: >"$WORK/w5.samples"
 			while kill -0 "$bpid" 2>/dev/null; do
-				r=$(rss_kb "$pid")
-				((${r:-0} > peak)) && peak=$r
+				echo "$(awk -v s="$t0" -v n="$(date +%s.%N)" 'BEGIN {printf "%.2f", n - s}') $(rss_kb "$pid")" >>"$WORK/w5.samples"
+				if [[ $PROFILE == 1 && $run == 1 && ($t == hve || $t == pg) && -z $heap ]] &&
+					(($(ss -Htn state established "( sport = :$port )" | wc -l) >= W5_CONNS)); then
+					# Every session open and idle: where their memory is.
+					heap=1
+					sleep 1
+					curl -s "http://127.0.0.1:$((6060 + ${#t}))/debug/pprof/heap" -o "$OUT/$t-W5-idle.heap.pprof"
+					go tool pprof -sample_index=inuse_space -top "$HVE" "$OUT/$t-W5-idle.heap.pprof" >"$OUT/$t-W5-idle.heap.top.txt" 2>/dev/null || true
+				fi
 				sleep 0.25
 			done
 			wait "$bpid" || true
 			hwm=$(rss_kb "$pid" VmHWM)
 			line=$(cat "$WORK/w5.json")
 			[[ -n $line ]] || line='{"failed":true}'
-			line="${line%\}},\"rss_base_kb\":${base:-0},\"rss_peak_kb\":$peak,\"hwm_kb\":${hwm:-0}}"
+			# The largest RSS while every session was open and idle, and the
+			# largest of the whole run.
+			ramp=$(field ramp_s <<<"$line")
+			idle=$(field idle_s <<<"$line")
+			idle_rss=$(awk -v a="${ramp:-0}" -v i="${idle:-0}" '$1 >= a + 0.3 && $1 <= a + i - 0.1 && $2 > m {m = $2} END {print m + 0}' "$WORK/w5.samples")
+			peak=$(awk '$2 > m {m = $2} END {print m + 0}' "$WORK/w5.samples")
+			cp "$WORK/w5.samples" "$OUT/$t-W5-run$run.rss.txt"
+			line="${line%\}},\"rss_base_kb\":${base:-0},\"rss_idle_kb\":$idle_rss,\"rss_peak_kb\":$peak,\"hwm_kb\":${hwm:-0}}"
 			echo "$t W5 $line" >>"$RESULTS"
 			log "$t W5: $line"
 			stop_target "$t"
@@ -597,7 +660,7 @@ fi
 {
 	echo
 	echo "results (medians of $RUNS runs; W1-W4 and HALF: $CONNS connections, $DURATION each; W5: $W5_CONNS connections, $W5_IDLE idle, then $W5_DURATION)"
-	printf '%-8s %-8s %10s %9s %9s %8s %8s\n' workload target msgs/s p50_ms p99_ms errors runs
+	printf '%-8s %-8s %10s %9s %9s %11s %8s %6s\n' workload target msgs/s p50_ms p99_ms cpu_ms/msg errors runs
 	for w in W1 W2 W3 W4 HALF W5; do
 		for t in $TARGETS; do
 			n=$(grep -c "^$t $w " "$RESULTS" || true)
@@ -606,8 +669,8 @@ fi
 				printf '%-8s %-8s %10s\n' "$w" "$t" "failed"
 				continue
 			fi
-			printf '%-8s %-8s %10s %9s %9s %8s %8s\n' "$w" "$t" "$(med "$t" "$w" msgs_per_s)" "$(med "$t" "$w" p50_ms)" \
-				"$(med "$t" "$w" p99_ms)" "$(grep "^$t $w " "$RESULTS" | field errors | awk '{s+=$1} END {print s+0}')" "$n"
+			printf '%-8s %-8s %10s %9s %9s %11s %8s %6s\n' "$w" "$t" "$(med "$t" "$w" msgs_per_s)" "$(med "$t" "$w" p50_ms)" \
+				"$(med "$t" "$w" p99_ms)" "$(med "$t" "$w" cpu_ms_per_msg)" "$(grep "^$t $w " "$RESULTS" | field errors | awk '{s+=$1} END {print s+0}')" "$n"
 		done
 	done
 	for t in $TARGETS; do
@@ -660,11 +723,13 @@ fi
 		[[ -n $lines ]] || { echo "$t W5: failed"; continue; }
 		open=$(field open_idle <<<"$lines" | median)
 		peak=$(field rss_peak_kb <<<"$lines" | median)
+		idle=$(field rss_idle_kb <<<"$lines" | median)
 		base=$(field rss_base_kb <<<"$lines" | median)
-		per=$(awk -v p="$peak" -v b="$base" -v n="$open" 'BEGIN {if (n > 0) printf "%.0f", (p - b) / n; else print "-"}')
+		mib() { awk -v k="$1" 'BEGIN {printf "%.0f", k / 1024}'; }
+		per=$(awk -v p="$idle" -v b="$base" -v n="$open" 'BEGIN {if (n > 0) printf "%.0f", (p - b) / n; else print "-"}')
 		v=$(awk -v p="$peak" -v n="$open" -v want="$W5_CONNS" 'BEGIN {print (n >= want && p < 300 * 1024) ? "met" : "NOT met"}')
-		printf '%-44s %8s %8s  %s\n' "$t W5: $open open at once, peak RSS MiB" "$(awk -v p="$peak" 'BEGIN {printf "%.0f", p / 1024}')" "< 300" \
-			"$v (base $(awk -v b="$base" 'BEGIN {printf "%.0f", b / 1024}') MiB, about $per KiB per session)"
+		printf '%-44s %8s %8s  %s\n' "$t W5: $open open at once, peak RSS MiB" "$(mib "$peak")" "< 300" \
+			"$v (before $(mib "$base") MiB, all idle $(mib "$idle") MiB: about $per KiB per idle session)"
 	done
 	for t in hve pg; do
 		line=$(grep "^$t E2E " "$RESULTS" || true)

@@ -806,8 +806,7 @@ func (a *API) listAuthPolicies(w http.ResponseWriter, r *http.Request, t directo
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, nonNil(list))
-	return nil
+	return writePage(w, r, list, func(p directory.AuthPolicy) string { return p.Name })
 }
 
 func (a *API) createAuthPolicy(w http.ResponseWriter, r *http.Request, t directory.Tenant) error {
@@ -884,8 +883,7 @@ func (a *API) listSecurityGroups(w http.ResponseWriter, r *http.Request, t direc
 	for i := range list {
 		list[i].Members = nonNil(list[i].Members)
 	}
-	writeJSON(w, http.StatusOK, nonNil(list))
-	return nil
+	return writePage(w, r, list, func(g directory.SecurityGroup) string { return g.Name })
 }
 
 func (a *API) createSecurityGroup(w http.ResponseWriter, r *http.Request, t directory.Tenant) error {
@@ -998,8 +996,7 @@ func (a *API) listCAPolicies(w http.ResponseWriter, r *http.Request, t directory
 	for i := range list {
 		caNonNil(&list[i])
 	}
-	writeJSON(w, http.StatusOK, nonNil(list))
-	return nil
+	return writePage(w, r, list, func(p directory.CAPolicy) string { return p.Name })
 }
 
 // caNonNil makes a policy's empty lists encode as [].
@@ -1185,8 +1182,8 @@ func (a *API) listApps(w http.ResponseWriter, r *http.Request, t directory.Tenan
 	for i := range list {
 		appNonNil(&list[i])
 	}
-	writeJSON(w, http.StatusOK, nonNil(list))
-	return nil
+	// Names need not be unique: by name, then by id.
+	return writePage(w, r, list, func(app directory.App) string { return app.Name + "\x00" + idKey(app.ID) })
 }
 
 // appCreated is the reply to app creation: the app and its first client
@@ -1406,8 +1403,7 @@ func (a *API) listIssuers(w http.ResponseWriter, r *http.Request, t directory.Te
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, nonNil(list))
-	return nil
+	return writePage(w, r, list, func(i directory.Issuer) string { return i.URL })
 }
 
 func (a *API) addIssuer(w http.ResponseWriter, r *http.Request, t directory.Tenant) error {

@@ -178,8 +178,10 @@ func (a *API) listAdminUsers(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, nonNil(list))
-	return nil
+	// Names are unique regardless of case and the list is in their
+	// case-insensitive order, which need not be the names' byte order:
+	// writePage then pages by the position of the name.
+	return writePage(w, r, list, func(u adminauth.User) string { return u.Name })
 }
 
 func (a *API) createAdminUser(w http.ResponseWriter, r *http.Request) error {
@@ -365,8 +367,7 @@ func (a *API) writeTokens(w http.ResponseWriter, r *http.Request, u adminauth.Us
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, nonNil(list))
-	return nil
+	return writePage(w, r, list, func(k adminauth.Token) string { return idKey(k.ID) })
 }
 
 func (a *API) newToken(w http.ResponseWriter, r *http.Request, u adminauth.User) error {

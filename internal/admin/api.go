@@ -195,8 +195,7 @@ func (a *API) listTenants(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	list = visibleTenants(r, list)
-	writeJSON(w, http.StatusOK, nonNil(list))
-	return nil
+	return writePage(w, r, list, func(t directory.Tenant) string { return t.Name })
 }
 
 func (a *API) createTenant(w http.ResponseWriter, r *http.Request) error {
@@ -223,8 +222,7 @@ func (a *API) listDomains(w http.ResponseWriter, r *http.Request, t directory.Te
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, nonNil(list))
-	return nil
+	return writePage(w, r, list, func(d directory.Domain) string { return d.Name })
 }
 
 func (a *API) addDomain(w http.ResponseWriter, r *http.Request, t directory.Tenant) error {
@@ -303,8 +301,7 @@ func (a *API) listMailboxes(w http.ResponseWriter, r *http.Request, t directory.
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, nonNil(list))
-	return nil
+	return writePage(w, r, list, func(m directory.Mailbox) string { return m.Address })
 }
 
 func (a *API) createMailbox(w http.ResponseWriter, r *http.Request, t directory.Tenant) error {
@@ -371,8 +368,8 @@ func (a *API) mailboxMessages(w http.ResponseWriter, r *http.Request, t director
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, list)
-	return nil
+	// Newest first: by id, descending.
+	return writePage(w, r, list, func(m store.MailboxMessage) string { return idKey(m.ID) })
 }
 
 func (a *API) mailboxMessageBody(w http.ResponseWriter, r *http.Request, t directory.Tenant) error {
@@ -398,8 +395,7 @@ func (a *API) listAccounts(w http.ResponseWriter, r *http.Request, t directory.T
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, nonNil(list))
-	return nil
+	return writePage(w, r, list, func(acc directory.Account) string { return acc.Address })
 }
 
 // accountCreated is the reply to account creation: the account, and the
@@ -609,8 +605,7 @@ func (a *API) listGroups(w http.ResponseWriter, r *http.Request, t directory.Ten
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, nonNil(list))
-	return nil
+	return writePage(w, r, list, func(g directory.Group) string { return g.Address })
 }
 
 func (a *API) createGroup(w http.ResponseWriter, r *http.Request, t directory.Tenant) error {
@@ -709,6 +704,13 @@ func (a *API) searchTrace(w http.ResponseWriter, r *http.Request, t directory.Te
 			return badRequest("%v", err)
 		}
 		q.Status = status
+	}
+	if e := p.Get("event"); e != "" {
+		event, err := trace.ParseEvent(e)
+		if err != nil {
+			return badRequest("%v", err)
+		}
+		q.Event = event
 	}
 	// A bad mode is refused even without a subject: the caller meant
 	// something the search would silently not do.

@@ -484,6 +484,28 @@ func TestOpenAPIMatchesHandlers(t *testing.T) {
 	if !strings.Contains(string(body), "hve quarantines nothing yet: mail flow rules are not implemented") {
 		t.Errorf("trace?status=quarantined replied %s, want the no-quarantine message", body)
 	}
+	// The event filter: an alert (no status, no queue id) among the
+	// message's events, found by its name in any letter case.
+	if err := st.AddEvents(ctx, []trace.Event{{TenantID: tn.ID, Time: now, Sender: "app@contoso.test", Event: trace.EventAlert,
+		Detail: "warning_level: app@contoso.test reached 80% of its daily limit"}}); err != nil {
+		t.Fatal(err)
+	}
+	for q, want := range map[string][]string{"event=alert&since=1d": {trace.EventAlert}, "event=Delivered": {trace.EventDelivered},
+		"event=Received&sender=app@contoso.test": {trace.EventReceived}, "event=Alert&sender=nobody@contoso.test": {}} {
+		var events []trace.Event
+		json.Unmarshal(call("GET /api/v1/tenants/{tenant}/trace?"+q, nil, 200, tenant), &events)
+		got := []string{}
+		for _, e := range events {
+			got = append(got, e.Event)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("trace?%s found events %v, want %v", q, got, want)
+		}
+	}
+	body = call("GET /api/v1/tenants/{tenant}/trace?event=Alerts", nil, 400, tenant)
+	if !strings.Contains(string(body), `event \"Alerts\" is not one of`) || !strings.Contains(string(body), "SignInRefused") {
+		t.Errorf("trace?event=Alerts replied %s, want a message listing the event names", body)
+	}
 	body = call("GET /api/v1/tenants/{tenant}/trace?subject_match=exact", nil, 400, tenant)
 	if !strings.Contains(string(body), "subject_match") || !strings.Contains(string(body), "starts-with") {
 		t.Errorf("trace?subject_match=exact replied %s, want a message naming subject_match and its modes", body)

@@ -26,8 +26,8 @@ func (a *API) listRoutes(w http.ResponseWriter, r *http.Request, t directory.Ten
 		return err
 	}
 	// Passwords stay in the store: directory.Route never encodes them.
-	writeJSON(w, http.StatusOK, nonNil(list))
-	return nil
+	// By domain, "*" first (it sorts before every domain's first byte).
+	return writePage(w, r, list, func(rt directory.Route) string { return rt.Domain })
 }
 
 // routeDomain reads the {domain} path segment: "*" (the default route) or

@@ -28,8 +28,7 @@ func (a *API) listWebhooks(w http.ResponseWriter, r *http.Request, t directory.T
 		return err
 	}
 	// Secrets stay in the store: store.Webhook never encodes them.
-	writeJSON(w, http.StatusOK, nonNil(list))
-	return nil
+	return writePage(w, r, list, func(h store.Webhook) string { return idKey(h.ID) })
 }
 
 // webhookCreated is the reply to webhook creation: the webhook, and the

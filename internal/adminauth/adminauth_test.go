@@ -116,40 +116,6 @@ func TestAuthorize(t *testing.T) {
 	}
 }
 
-func TestThrottle(t *testing.T) {
-	now := time.Unix(1_000_000, 0)
-	th := NewThrottle()
-	th.Now = func() time.Time { return now }
-	for range th.UserLimit {
-		if !th.Allowed("Ana", "192.0.2.1") {
-			t.Fatal("refused before the limit")
-		}
-		th.Failed("ana", "192.0.2.1")
-	}
-	if th.Allowed("ANA", "192.0.2.9") {
-		t.Error("username not locked after the limit (from another IP)")
-	}
-	if !th.Allowed("bob", "192.0.2.9") {
-		t.Error("another user locked")
-	}
-	now = now.Add(th.Window)
-	if !th.Allowed("ana", "192.0.2.1") {
-		t.Error("lock did not end after the window")
-	}
-	// Spraying: many usernames from one IP.
-	for i := range th.IPLimit {
-		th.Failed(strings.Repeat("x", i+1), "198.51.100.7")
-	}
-	if th.Allowed("carol", "198.51.100.7") {
-		t.Error("IP not throttled after spraying")
-	}
-	th.Failed("dave", "203.0.113.1")
-	th.Succeeded("dave")
-	if !th.Allowed("dave", "203.0.113.1") {
-		t.Error("success did not clear the username")
-	}
-}
-
 func TestTokens(t *testing.T) {
 	tok, hash, hint, err := NewToken()
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"hve/internal/alert"
 	"hve/internal/cli"
 	"hve/internal/config"
 	"hve/internal/directory"
@@ -304,6 +305,23 @@ func TestTraceCommand(t *testing.T) {
 	}
 	if r := n.run(t, "", "trace", "--subject", "x", "--subject-match", "exact"); r.code != 1 || !strings.Contains(r.stderr, "starts-with") {
 		t.Errorf("trace --subject-match exact: exit %d, %s; want the list of modes", r.code, r.stderr)
+	}
+	// The event filter: an alert raised about the account, found by its
+	// event name in any letter case; a wrong name gets the list.
+	tn, err := n.srv.Store.TenantByName(t.Context(), "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.srv.Alerts.Raise(t.Context(), alert.Alert{TenantID: tn.ID, Account: "app@contoso.test", Kind: alert.KindAnomaly,
+		Message: "app@contoso.test sent 5000 recipients in an hour"}); err != nil {
+		t.Fatal(err)
+	}
+	out = n.ok(t, "trace", "--event", "alert")
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 2 || !strings.Contains(lines[1], "Alert") || !strings.Contains(lines[1], "5000 recipients") {
+		t.Errorf("trace --event alert = %q, want the one alert", out)
+	}
+	if r := n.run(t, "", "trace", "--event", "Alerts"); r.code != 1 || !strings.Contains(r.stderr, "SignInRefused") {
+		t.Errorf("trace --event Alerts: exit %d, %s; want the list of event names", r.code, r.stderr)
 	}
 	out = n.ok(t, "trace", "--queue-id", "<"+strings.ToLower(events[0].QueueID)+">", "--status", "delivered")
 	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 2 || !strings.Contains(lines[1], "Delivered") {

@@ -433,6 +433,7 @@ func traceFlags(fs *flag.FlagSet) {
 	fs.String("message-id", "", "Message-ID header `value`, with or without <>")
 	fs.String("queue-id", "", "queue `id` from the 250 reply")
 	fs.String("status", "", "`status`: "+strings.Join(trace.Statuses, ", "))
+	fs.String("event", "", "event `name`: "+strings.Join(trace.Events, ", "))
 	fs.String("client-ip", "", "client `IP` address")
 	fs.String("subject", "", "subject `text`, any letter case (see --subject-match)")
 	fs.String("subject-match", "", "how --subject matches: `mode` "+strings.Join(trace.SubjectMatches, ", ")+" (default contains)")
@@ -446,7 +447,7 @@ func runTrace(c *ctx) error {
 	for flagName, param := range map[string]string{
 		"sender": "sender", "recipient": "recipient", "message-id": "message_id", "queue-id": "queue_id",
 		"status": "status", "client-ip": "client_ip", "since": "since", "until": "until", "limit": "limit",
-		"subject": "subject", "subject-match": "subject_match",
+		"subject": "subject", "subject-match": "subject_match", "event": "event",
 	} {
 		if v := c.str(flagName); v != "" {
 			q.Set(param, v)

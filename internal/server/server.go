@@ -285,7 +285,7 @@ func (s *Server) start(ctx context.Context) (err error) {
 	})
 	// The web admin center serves its pages on the admin listener and
 	// hands /api/, /oauth2/, /.well-known/ and /healthz to the API.
-	ui, err := webui.New(webui.Config{API: api, Store: s.Store, Log: s.log.With("part", "webui"),
+	ui, err := webui.New(webui.Config{API: api, Store: s.Store, Counters: s.Store, Log: s.log.With("part", "webui"),
 		SecureCookies: strings.HasPrefix(cfg.Admin.PublicURL, "https://")})
 	if err != nil {
 		return fmt.Errorf("web admin center: %w", err)

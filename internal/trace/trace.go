@@ -42,6 +42,10 @@ const (
 	EventAlert = "Alert"
 )
 
+// Events lists every event name, for validating filters.
+var Events = []string{EventReceived, EventRejected, EventExpanded, EventDelivered, EventFailed, EventDeferred,
+	EventHeld, EventReleased, EventRetried, EventSignInRefused, EventSignInReportOnly, EventAlert}
+
 // Statuses: where a message or recipient stands, as admins filter on them.
 const (
 	StatusPending   = "Pending"
@@ -99,7 +103,9 @@ type Query struct {
 	// Status selects recipients whose current status it is: the status of
 	// the latest event for the same queue id and recipient. Refusals at
 	// submission (no queue id) stand on their own.
-	Status   string
+	Status string
+	// Event selects events of this name (one of Events), exactly.
+	Event    string
 	ClientIP string
 	// Subject selects events whose subject contains it (or starts or ends
 	// with it, as SubjectMatch says), in any letter case.
@@ -122,6 +128,18 @@ func ParseStatus(s string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("status %q is not one of %s", s, strings.Join(Statuses, ", "))
+}
+
+// ParseEvent accepts an event name (one of Events) in any letter case and
+// returns it as stored.
+func ParseEvent(s string) (string, error) {
+	s = strings.TrimSpace(s)
+	for _, e := range Events {
+		if strings.EqualFold(s, e) {
+			return e, nil
+		}
+	}
+	return "", fmt.Errorf("event %q is not one of %s", s, strings.Join(Events, ", "))
 }
 
 // ParseStatusFilter reads the status a search filters on: ParseStatus,

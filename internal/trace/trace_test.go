@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -87,6 +89,50 @@ func TestParseSubjectMatch(t *testing.T) {
 		if got, err := ParseSubjectMatch(in); err == nil {
 			t.Errorf("ParseSubjectMatch(%q) = %q, want an error", in, got)
 		}
+	}
+}
+
+func TestParseEvent(t *testing.T) {
+	for _, e := range Events {
+		for _, in := range []string{e, strings.ToLower(e), " " + strings.ToUpper(e) + " "} {
+			if got, err := ParseEvent(in); err != nil || got != e {
+				t.Errorf("ParseEvent(%q) = %q, %v; want %q", in, got, err, e)
+			}
+		}
+	}
+	for _, in := range []string{"", "Alerts", "alert_raised", "Pending"} {
+		got, err := ParseEvent(in)
+		if err == nil {
+			t.Errorf("ParseEvent(%q) = %q, want an error", in, got)
+			continue
+		}
+		// The error lists the names, so that a typo is easy to fix.
+		for _, e := range Events {
+			if !strings.Contains(err.Error(), e) {
+				t.Errorf("ParseEvent(%q) error %q does not name %s", in, err, e)
+			}
+		}
+	}
+}
+
+// TestEventsListsEveryEvent: a new event constant must be added to
+// Events too, or the event filter refuses its name.
+func TestEventsListsEveryEvent(t *testing.T) {
+	src, err := os.ReadFile("trace.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var consts []string
+	for _, m := range regexp.MustCompile(`(?m)^\s*Event[A-Za-z]+\s*=\s*"([^"]+)"`).FindAllStringSubmatch(string(src), -1) {
+		consts = append(consts, m[1])
+	}
+	if len(consts) < 10 {
+		t.Fatalf("found only %d event constants in trace.go: %v", len(consts), consts)
+	}
+	slices.Sort(consts)
+	listed := slices.Sorted(slices.Values(Events))
+	if !slices.Equal(consts, listed) {
+		t.Errorf("Events = %v, want every event constant: %v", listed, consts)
 	}
 }
 

@@ -22,7 +22,8 @@ import (
 
 // --- home ---
 
-// health is one tenant's row on the home page (the API's health reply).
+// health is one tenant's row on the home page (the API's health reply),
+// with the tenant's recent alerts.
 type health struct {
 	Tenant     string    `json:"tenant"`
 	Since      time.Time `json:"since"`
@@ -34,56 +35,71 @@ type health struct {
 	Alerts     []string  `json:"alerts"`
 	// Note replaces the figures for an admin who may not read them.
 	Note string `json:"-"`
+	// RecentAlerts are the newest of the tenant's Alert trace events of
+	// the last day (at most recentAlertsShown), newest first, out of
+	// AlertCount; AlertsLink searches them all in message trace.
+	// AlertsNote says why they are not shown (empty: they are).
+	RecentAlerts []trace.Event `json:"-"`
+	AlertCount   int           `json:"-"`
+	AlertsLink   string        `json:"-"`
+	AlertsNote   string        `json:"-"`
 }
 
-// homeView is the home page: each tenant's health, and the page tenant's
-// alert events of the last 24 hours.
-type homeView struct {
-	Tenants []health
-	Alerts  []trace.Event
-	// AlertsNote says why alerts are not shown (empty: they are).
-	AlertsNote string
-}
+const (
+	// recentAlertsShown is how many alerts a tenant's card lists.
+	recentAlertsShown = 5
+	// recentAlertsPages bounds the pages of 1000 alerts read per tenant:
+	// the search runs oldest first, and the card wants the newest.
+	recentAlertsPages = 20
+)
 
-// recentAlerts returns the Alert trace events of the last day, or a note
-// when they cannot be shown. A build whose trace API has no event filter
-// ignores it and answers with other events too: then the page says so
-// rather than show a partial list.
-func (u *UI) recentAlerts(r *http.Request, s *session, v *view) ([]trace.Event, string) {
-	q := url.Values{"since": {"1d"}, "event": {trace.EventAlert}, "limit": {"50"}}
-	var events []trace.Event
-	if err := u.call(r, s, "GET", v.API("/trace?"+q.Encode()), nil, &events); err != nil {
-		return nil, "Recent alerts cannot be shown: " + err.Error()
-	}
-	for _, e := range events {
-		if e.Event != trace.EventAlert {
-			return nil, "Recent alerts are not shown: this build's message trace cannot filter by event. Search message trace for Alert events instead."
+// recentAlerts reads the tenant's Alert trace events of the day before
+// now and keeps the newest few, newest first. It returns how many there
+// are in all.
+func (u *UI) recentAlerts(r *http.Request, s *session, tenant string, now time.Time) ([]trace.Event, int, error) {
+	q := url.Values{"event": {trace.EventAlert}, "since": {now.Add(-24 * time.Hour).UTC().Format(time.RFC3339Nano)}, "limit": {"1000"}}
+	var newest []trace.Event
+	count := 0
+	for range recentAlertsPages {
+		var page []trace.Event
+		if err := u.call(r, s, "GET", "/api/v1/tenants/"+url.PathEscape(tenant)+"/trace?"+q.Encode(), nil, &page); err != nil {
+			return nil, 0, err
 		}
+		count += len(page)
+		newest = append(newest, page...)
+		if len(newest) > recentAlertsShown {
+			newest = slices.Clone(newest[len(newest)-recentAlertsShown:])
+		}
+		if len(page) < 1000 {
+			slices.Reverse(newest)
+			return newest, count, nil
+		}
+		q.Set("after", strconv.FormatInt(page[len(page)-1].ID, 10))
 	}
-	return events, ""
+	return nil, count, fmt.Errorf("more than %d alerts in the last 24 hours", count)
 }
 
 func (u *UI) home(r *http.Request, s *session, v *view) error {
 	var list []health
+	now := u.cfg.Now()
 	for _, t := range v.Tenants {
-		// A trace-reader may not read the health summary (it is not a
-		// trace route); its cards only lead to trace and reports, with a
-		// plain note instead of an error.
-		if v.TracerOnly() {
-			list = append(list, health{Tenant: t, Note: "Health figures are for readers and admins; message trace and reports show this tenant's mail."})
-			continue
-		}
 		var h health
-		if err := u.call(r, s, "GET", "/api/v1/tenants/"+url.PathEscape(t)+"/health", nil, &h); err != nil {
+		// A trace-reader may not read the health summary (it is not a
+		// trace route); its cards lead to trace and reports, with a plain
+		// note instead of an error, and show the alerts, which are trace.
+		if v.TracerOnly() {
+			h = health{Tenant: t, Note: "Health figures are for readers and admins; message trace and reports show this tenant's mail."}
+		} else if err := u.call(r, s, "GET", "/api/v1/tenants/"+url.PathEscape(t)+"/health", nil, &h); err != nil {
 			return err
+		}
+		h.AlertsLink = "/trace?" + url.Values{"tenant": {t}, "event": {trace.EventAlert}, "since": {"1d"}}.Encode()
+		var err error
+		if h.RecentAlerts, h.AlertCount, err = u.recentAlerts(r, s, t, now); err != nil {
+			h.AlertsNote = "Recent alerts cannot be shown: " + err.Error() + "."
 		}
 		list = append(list, h)
 	}
-	d := homeView{Tenants: list}
-	if !v.TracerOnly() && v.Tenant != "" {
-		d.Alerts, d.AlertsNote = u.recentAlerts(r, s, v)
-	}
-	v.Data = d
+	v.Data = list
 	return nil
 }
 
@@ -92,6 +108,8 @@ func (u *UI) home(r *http.Request, s *session, v *view) error {
 type traceView struct {
 	Filters  url.Values
 	Statuses []string
+	// EventNames are the names the event filter offers.
+	EventNames []string
 	// SubjectMatches are the subject filter's modes, contains first.
 	SubjectMatches []string
 	Events         []trace.Event
@@ -104,7 +122,7 @@ type traceView struct {
 // traceParams are the API's trace filters the page passes through. The
 // subject filter is the API's too: it runs in the store over every event,
 // not over one page of results.
-var traceParams = []string{"since", "until", "sender", "recipient", "message_id", "queue_id", "client_ip", "status", "subject", "subject_match"}
+var traceParams = []string{"since", "until", "sender", "recipient", "message_id", "queue_id", "client_ip", "status", "event", "subject", "subject_match"}
 
 func (u *UI) searchTrace(r *http.Request, s *session, v *view, limit int) ([]trace.Event, url.Values, int64, error) {
 	q := url.Values{}
@@ -134,7 +152,7 @@ func (u *UI) trace(r *http.Request, s *session, v *view) error {
 	if r.FormValue("since") == "" && r.FormValue("queue_id") == "" && r.FormValue("message_id") == "" {
 		r.Form.Set("since", "1d")
 	}
-	d := traceView{Filters: url.Values{}, Statuses: trace.Statuses, SubjectMatches: trace.SubjectMatches, Searched: true}
+	d := traceView{Filters: url.Values{}, Statuses: trace.Statuses, EventNames: trace.Events, SubjectMatches: trace.SubjectMatches, Searched: true}
 	for k, vals := range r.Form {
 		if k != "after" {
 			d.Filters[k] = vals

@@ -63,19 +63,28 @@ func (u *UI) signIn(w http.ResponseWriter, r *http.Request) {
 	pw := r.PostFormValue("password")
 	code := r.PostFormValue("totp")
 	ip := clientIP(r)
-	if !u.throttle.Allowed(name, ip) {
+	// The attempt counts (on every node) before the password is checked,
+	// and stops counting if it succeeds.
+	attempt, allowed, err := u.throttle.Begin(r.Context(), name, ip)
+	if err != nil {
+		u.cfg.Log.Error("admin sign-in: counting the attempt", "user", name, "client_ip", ip, "err", err)
+		u.showSignIn(w, r, http.StatusServiceUnavailable, name, "Sign-in is not available right now. Try again in a few minutes.")
+		return
+	}
+	if !allowed {
 		u.cfg.Log.Warn("admin sign-in throttled", "user", name, "client_ip", ip)
 		u.showSignIn(w, r, http.StatusTooManyRequests, name, signInFailed)
 		return
 	}
 	user, ok := u.checkCredentials(r, name, pw, code)
 	if !ok {
-		u.throttle.Failed(name, ip)
 		u.cfg.Log.Warn("admin sign-in failed", "user", name, "client_ip", ip)
 		u.showSignIn(w, r, http.StatusUnauthorized, name, signInFailed)
 		return
 	}
-	u.throttle.Succeeded(name)
+	if err := u.throttle.Succeeded(r.Context(), attempt); err != nil {
+		u.cfg.Log.Warn("admin sign-in: clearing the failures", "user", user.Name, "err", err)
+	}
 	id, csrf, err := adminauth.NewSessionID()
 	if err != nil {
 		u.fail(w, r, err)

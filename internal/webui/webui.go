@@ -30,6 +30,8 @@ import (
 
 	"hve/internal/admin"
 	"hve/internal/adminauth"
+	"hve/internal/adminauth/throttle"
+	"hve/internal/client"
 	"hve/internal/password"
 	"hve/internal/store"
 )
@@ -47,7 +49,10 @@ type Config struct {
 	API http.Handler
 	// Store keeps admin users and sessions.
 	Store store.Admins
-	Log   *slog.Logger
+	// Counters count failed sign-ins (the throttle), shared by every node
+	// of the store; usually the same store.
+	Counters store.Counters
+	Log      *slog.Logger
 	// SecureCookies marks cookies Secure even on plain HTTP requests: set
 	// it when a TLS proxy serves the admin center (public URL https://).
 	// Requests that arrive over TLS always get Secure cookies.
@@ -64,7 +69,7 @@ type UI struct {
 	cfg      Config
 	mux      *http.ServeMux
 	pages    map[string]*template.Template
-	throttle *adminauth.Throttle
+	throttle *throttle.Throttle
 	// dummyHash is verified when a sign-in names no user, so that an
 	// unknown name takes as long as a wrong password.
 	dummyHash string
@@ -94,7 +99,11 @@ func New(cfg Config) (*UI, error) {
 	if cfg.IdleTimeout == 0 {
 		cfg.IdleTimeout = time.Hour
 	}
-	u := &UI{cfg: cfg, mux: http.NewServeMux(), throttle: adminauth.NewThrottle()}
+	if cfg.Counters == nil {
+		return nil, errors.New("webui: Config.Counters is required: the sign-in throttle counts in the store")
+	}
+	u := &UI{cfg: cfg, mux: http.NewServeMux(), throttle: throttle.New(cfg.Counters)}
+	u.throttle.Now = cfg.Now
 	var err error
 	if u.dummyHash, err = password.Hash("no such admin user"); err != nil {
 		return nil, err
@@ -219,20 +228,68 @@ func (e *apiError) Error() string { return e.Message }
 
 // call sends a request to the admin API as the signed-in admin and
 // decodes a JSON reply into out (if not nil). A raw *[]byte out receives
-// the body unparsed.
+// the body unparsed. A list the API pages (a GET whose reply has a Link
+// rel="next" header) is read whole: the pages render whole lists.
 func (u *UI) call(r *http.Request, s *session, method, path string, body, out any) error {
-	var rd io.Reader = http.NoBody
+	var b []byte
 	if body != nil {
-		b, err := json.Marshal(body)
+		var err error
+		if b, err = json.Marshal(body); err != nil {
+			return err
+		}
+	}
+	rec, err := u.send(r, s, method, path, b)
+	if err != nil {
+		return err
+	}
+	data := rec.body.Bytes()
+	if next := client.NextLink(rec.header); method == http.MethodGet && next != "" {
+		cur := path
+		data, err = client.AllPages(data, next, func(link string) ([]byte, string, error) {
+			base, err := url.Parse(cur)
+			if err != nil {
+				return nil, "", err
+			}
+			target, err := base.Parse(link)
+			if err != nil || target.Scheme != "" || target.Host != "" {
+				return nil, "", fmt.Errorf("admin API request %s %s: the next page's link %q is not a path of the API", method, path, link)
+			}
+			cur = target.String()
+			rec, err := u.send(r, s, http.MethodGet, cur, nil)
+			if err != nil {
+				return nil, "", err
+			}
+			return rec.body.Bytes(), client.NextLink(rec.header), nil
+		})
 		if err != nil {
 			return err
 		}
-		rd = bytes.NewReader(b)
+	}
+	switch o := out.(type) {
+	case nil:
+		return nil
+	case *[]byte:
+		*o = data
+		return nil
+	default:
+		if err := json.Unmarshal(data, out); err != nil {
+			return fmt.Errorf("decoding the reply of %s %s: %w", method, path, err)
+		}
+		return nil
+	}
+}
+
+// send makes one in-process request of call and returns a successful
+// reply; an error reply is *apiError.
+func (u *UI) send(r *http.Request, s *session, method, path string, body []byte) (*recorder, error) {
+	var rd io.Reader = http.NoBody
+	if body != nil {
+		rd = bytes.NewReader(body)
 	}
 	ctx := admin.WithPrincipal(context.WithoutCancel(r.Context()), s.principal)
 	req, err := http.NewRequestWithContext(ctx, method, path, rd)
 	if err != nil {
-		return fmt.Errorf("admin API request %s %s: %w", method, path, err)
+		return nil, fmt.Errorf("admin API request %s %s: %w", method, path, err)
 	}
 	req.RemoteAddr = r.RemoteAddr
 	if body != nil {
@@ -245,22 +302,11 @@ func (u *UI) call(r *http.Request, s *session, method, path string, body, out an
 			Error struct{ Code, Message string }
 		}
 		if json.Unmarshal(rec.body.Bytes(), &e) == nil && e.Error.Message != "" {
-			return &apiError{Status: rec.status, Code: e.Error.Code, Message: e.Error.Message}
+			return nil, &apiError{Status: rec.status, Code: e.Error.Code, Message: e.Error.Message}
 		}
-		return &apiError{Status: rec.status, Code: "http", Message: strings.TrimSpace(rec.body.String())}
+		return nil, &apiError{Status: rec.status, Code: "http", Message: strings.TrimSpace(rec.body.String())}
 	}
-	switch o := out.(type) {
-	case nil:
-		return nil
-	case *[]byte:
-		*o = rec.body.Bytes()
-		return nil
-	default:
-		if err := json.Unmarshal(rec.body.Bytes(), out); err != nil {
-			return fmt.Errorf("decoding the reply of %s %s: %w", method, path, err)
-		}
-		return nil
-	}
+	return rec, nil
 }
 
 // recorder keeps an in-process API reply.

@@ -55,7 +55,7 @@ func newFixture(t *testing.T) *fixture {
 		Diagnoser: access.New(st, svc, nil, access.Config{}, log), Keys: svc, OAuth: svc.Handler(),
 	})
 	f := &fixture{st: st, now: time.Now()}
-	ui, err := New(Config{API: api, Store: st, Log: log, Now: func() time.Time { return f.now }})
+	ui, err := New(Config{API: api, Store: st, Counters: st, Log: log, Now: func() time.Time { return f.now }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,7 +316,6 @@ func TestSignInThrottle(t *testing.T) {
 		t.Errorf("right password after 5 failures: %d, want 429", resp.StatusCode)
 	}
 	f.now = f.now.Add(16 * time.Minute)
-	f.ui.throttle.Now = func() time.Time { return f.now }
 	if resp, body := b.trySignIn("global", testPassword, ""); resp.StatusCode != http.StatusSeeOther {
 		t.Errorf("after the window: %d %s", resp.StatusCode, body)
 	}

@@ -345,6 +345,9 @@ func (s *Store) SearchTrace(ctx context.Context, q trace.Query) ([]trace.Event, 
 		add(`status = ? AND (queue_id = '' OR NOT EXISTS (SELECT 1 FROM trace_events l
 			WHERE l.queue_id = trace_events.queue_id AND l.recipient = trace_events.recipient AND l.id > trace_events.id))`, q.Status)
 	}
+	if q.Event != "" {
+		add("event = ?", q.Event)
+	}
 	if q.ClientIP != "" {
 		add("client_ip = ?", q.ClientIP)
 	}

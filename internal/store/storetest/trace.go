@@ -10,13 +10,14 @@ import (
 	"hve/internal/trace"
 )
 
-// traceRetentionTests are the contract tests of the subject filter and of
-// trace retention.
+// traceRetentionTests are the contract tests of the subject and event
+// filters and of trace retention.
 var traceRetentionTests = []struct {
 	name string
 	fn   func(t *testing.T, s store.Store)
 }{
 	{"TraceSubject", testTraceSubject},
+	{"TraceEvent", testTraceEvent},
 	{"PruneTrace", testPruneTrace},
 }
 
@@ -59,6 +60,54 @@ func testTraceSubject(t *testing.T, s store.Store) {
 		if !slices.Equal(details(got), tc.want) {
 			t.Errorf("SearchTrace(subject %q, %q) = %q, want %q", tc.subject, tc.match, details(got), tc.want)
 		}
+	}
+}
+
+// testTraceEvent: the event filter selects events of one name, exactly
+// (callers validate and spell the name with trace.ParseEvent), within the
+// tenant, and combines with the other filters.
+func testTraceEvent(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	a, b := newTenant(t, s, "a"), newTenant(t, s, "b")
+	t0 := baseTime()
+	at := func(minutes int) time.Time { return t0.Add(time.Duration(minutes) * time.Minute) }
+	ev := func(name string, tenant int64, minutes int, event, status, sender string) trace.Event {
+		return trace.Event{TenantID: tenant, Time: at(minutes), Sender: sender, Event: event, Status: status, Detail: name}
+	}
+	check(t, s.AddEvents(ctx, []trace.Event{
+		ev("received", a.ID, 0, trace.EventReceived, trace.StatusPending, "app@a.example"),
+		ev("alert1", a.ID, 1, trace.EventAlert, "", "app@a.example"),
+		ev("rejected", a.ID, 2, trace.EventRejected, trace.StatusRejected, "app@a.example"),
+		ev("refused", a.ID, 3, trace.EventSignInRefused, trace.StatusRejected, "other@a.example"),
+		ev("alertB", b.ID, 3, trace.EventAlert, "", "app@b.example"),
+		ev("alert2", a.ID, 4, trace.EventAlert, "", ""),
+		ev("rejected2", a.ID, 5, trace.EventRejected, trace.StatusRejected, "other@a.example"),
+	}))
+
+	tests := []struct {
+		name string
+		q    trace.Query
+		want []string
+	}{
+		{"alerts", trace.Query{Event: trace.EventAlert}, []string{"alert1", "alert2"}},
+		{"alerts since", trace.Query{Event: trace.EventAlert, Since: at(2)}, []string{"alert2"}},
+		{"alerts of a sender", trace.Query{Event: trace.EventAlert, Sender: "app@a.example"}, []string{"alert1"}},
+		{"rejected", trace.Query{Event: trace.EventRejected}, []string{"rejected", "rejected2"}},
+		{"rejected with its status", trace.Query{Event: trace.EventRejected, Status: trace.StatusRejected}, []string{"rejected", "rejected2"}},
+		{"sign-in refusals", trace.Query{Event: trace.EventSignInRefused}, []string{"refused"}},
+		{"limit", trace.Query{Event: trace.EventAlert, Limit: 1}, []string{"alert1"}},
+		{"no event of the name", trace.Query{Event: trace.EventDelivered}, []string{}},
+		{"not folded", trace.Query{Event: "alert"}, []string{}},
+	}
+	for _, tc := range tests {
+		tc.q.TenantID = a.ID
+		got := must(t, of(s.SearchTrace(ctx, tc.q)))
+		if got == nil || !slices.Equal(details(got), tc.want) {
+			t.Errorf("SearchTrace(%s: %+v) = %q, want %q", tc.name, tc.q, details(got), tc.want)
+		}
+	}
+	if got := must(t, of(s.SearchTrace(ctx, trace.Query{TenantID: b.ID, Event: trace.EventAlert}))); !slices.Equal(details(got), []string{"alertB"}) {
+		t.Errorf("alerts of tenant b = %q, want alertB only", details(got))
 	}
 }
 
