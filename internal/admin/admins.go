@@ -633,50 +633,33 @@ type health struct {
 	Tenant string `json:"tenant"`
 	// Since is the start of the day (UTC) the counts are of.
 	Since time.Time `json:"since"`
-	// Messages counts messages received today; Refusals submissions and
-	// sign-ins refused today. Partial: the counts stopped at the scan
-	// limit, so they are at least these numbers.
-	Messages int  `json:"messages"`
-	Refusals int  `json:"refusals"`
-	Failed   int  `json:"failed"`
-	Partial  bool `json:"partial"`
-	// QueueDepth is the messages of every tenant waiting on this node;
-	// shown only to admins of every tenant (-1 otherwise).
+	// Messages counts messages received today, Refusals submissions
+	// refused today and Failed recipients whose delivery failed for good.
+	Messages int `json:"messages"`
+	Refusals int `json:"refusals"`
+	Failed   int `json:"failed"`
+	// QueueDepth is the messages of every tenant waiting in the queue (of
+	// every node, with the PostgreSQL store); shown only to admins of
+	// every tenant (-1 otherwise).
 	QueueDepth int      `json:"queue_depth"`
 	Alerts     []string `json:"alerts"`
 }
 
-// healthScanLimit bounds how many trace events the health summary reads.
-const healthScanLimit = 50_000
-
 func (a *API) tenantHealth(w http.ResponseWriter, r *http.Request, t directory.Tenant) error {
 	now := time.Now().UTC()
 	h := health{Tenant: t.Name, Since: now.Truncate(24 * time.Hour), QueueDepth: -1, Alerts: []string{}}
-	var after int64
-	read := 0
-	received := map[string]bool{}
-	for read < healthScanLimit {
-		events, err := a.store.SearchTrace(r.Context(), trace.Query{TenantID: t.ID, Since: h.Since, AfterID: after, Limit: 1000})
-		if err != nil {
-			return err
-		}
-		for _, e := range events {
-			switch e.Event {
-			case trace.EventReceived:
-				received[e.QueueID] = true
-			case trace.EventRejected, trace.EventSignInRefused:
-				h.Refusals++
-			case trace.EventFailed:
-				h.Failed++
-			}
-		}
-		read += len(events)
-		if len(events) < 1000 {
-			break
-		}
-		after = events[len(events)-1].ID
+	// The day's figures come from the usage counters, which the usage
+	// aggregator keeps about a second behind trace: reading them costs the
+	// same at a million messages a day as at ten, unlike a trace scan.
+	rows, err := a.store.UsageHours(r.Context(), store.UsageQuery{TenantID: t.ID, Since: h.Since})
+	if err != nil {
+		return err
 	}
-	h.Messages, h.Partial = len(received), read >= healthScanLimit
+	for _, row := range rows {
+		h.Messages += int(row.Messages)
+		h.Refusals += int(row.Refusals)
+		h.Failed += int(row.Failures)
+	}
 	if p, _ := PrincipalFrom(r.Context()); p.Tenant == "" {
 		depth, err := a.store.QueueDepth(r.Context())
 		if err != nil {

@@ -419,3 +419,36 @@ func TestRouteNodeFilesGlobalOnly(t *testing.T) {
 		t.Errorf("route after the tenant admin's change: %+v %v", list, err)
 	}
 }
+
+// TestTenantHealth: the day's figures are the tenant's usage counters of
+// today (not yesterday's, not another tenant's), and only an admin of
+// every tenant sees the queue depth.
+func TestTenantHealth(t *testing.T) {
+	f := newRoleFixture(t)
+	ctx := context.Background()
+	contoso, _ := f.st.TenantByName(ctx, "contoso")
+	fabrikam, _ := f.st.TenantByName(ctx, "fabrikam")
+	hour := time.Now().UTC().Truncate(time.Hour)
+	rows := []store.UsageRow{
+		{TenantID: contoso.ID, Account: "app@contoso.test", Hour: hour, Messages: 7, Recipients: 9, Failures: 2, Refusals: 3, RefusalsByReason: map[string]int64{"x": 3}},
+		{TenantID: contoso.ID, Account: "app2@contoso.test", Hour: hour, Messages: 1, Recipients: 1},
+		{TenantID: contoso.ID, Account: "app@contoso.test", Hour: hour.Truncate(24 * time.Hour).Add(-time.Hour), Messages: 100},
+		{TenantID: fabrikam.ID, Account: "app@fabrikam.test", Hour: hour, Messages: 50},
+	}
+	if err := f.st.AddUsage(ctx, 0, 1, rows); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		user  string
+		depth int
+	}{{"global", 0}, {"tadmin", -1}} {
+		rec := f.as(t, tc.user, "GET", "/api/v1/tenants/contoso/health", "")
+		var h health
+		if rec.Code != 200 || json.Unmarshal(rec.Body.Bytes(), &h) != nil {
+			t.Fatalf("health as %s: %d %s", tc.user, rec.Code, rec.Body)
+		}
+		if h.Messages != 8 || h.Refusals != 3 || h.Failed != 2 || h.QueueDepth != tc.depth {
+			t.Errorf("health as %s = %+v; want 8 messages, 3 refusals, 2 failed, queue depth %d", tc.user, h, tc.depth)
+		}
+	}
+}

@@ -30,7 +30,6 @@ type health struct {
 	Messages   int       `json:"messages"`
 	Refusals   int       `json:"refusals"`
 	Failed     int       `json:"failed"`
-	Partial    bool      `json:"partial"`
 	QueueDepth int       `json:"queue_depth"`
 	Alerts     []string  `json:"alerts"`
 	// Note replaces the figures for an admin who may not read them.
