@@ -14,8 +14,9 @@
 #   pg       the same on the PostgreSQL store (a fresh database)
 #
 # and prints a table with msgs/s, p50 and p99 of the MAIL..250 transaction,
-# the ratios (hve/Postfix, hve/durable sink, PG/embedded) and which targets
-# of the scale issue are met. Every server uses the same self-signed
+# the server's CPU time per accepted message (from /proc), the ratios
+# (hve/Postfix, hve/durable sink, PG/embedded) and which targets of the
+# scale issue are met. Every server uses the same self-signed
 # RSA-2048 certificate. Workloads (hve bench; STARTTLS + AUTH PLAIN):
 #
 #   W1  1 KB body, 1 recipient, CONNS connections, each reused
@@ -332,6 +333,9 @@ postfix_depth() {
 start_sink() {
 	local name=$1
 	shift
+	# A log left by an earlier instance would be read before the new one
+	# truncates it.
+	rm -f "$WORK/$name.log" "$WORK/$name.out"
 	"$HVE" bench-sink --addr 127.0.0.1:0 --cert "$WORK/cert.pem" --key "$WORK/key.pem" "$@" \
 		>"$WORK/$name.out" 2>"$WORK/$name.log" &
 	PID[$name]=$!

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -13,37 +14,78 @@ import (
 	"hve/internal/trace"
 )
 
+// queueStmts are the statements every message goes through: the spool's
+// Enqueue, the delivery worker's Claim, MessageBody and Finish, and the
+// trace events they write. They are prepared once, at Open: parsing one of
+// them costs SQLite more than running it, and preparing them on every call
+// was a tenth of a node's CPU in W1 (docs/performance.md). The write
+// statements are prepared on s.w, whose single connection keeps them, and
+// used in a transaction through tx.StmtContext, which reuses the statement
+// already prepared on the transaction's connection. body is on the read
+// pool and is prepared once per read connection, as it is first used there.
+type queueStmts struct {
+	insMessage, insBody, insRcpt, insSentCopy *sql.Stmt // Enqueue
+	claim, loadDue                            *sql.Stmt // Claim
+	insCopy, upsertRcpt, finishMessages       *sql.Stmt // Finish
+	insEvent                                  *sql.Stmt // every trace event of a message
+	body                                      *sql.Stmt // MessageBody, on the read pool
+
+	all []*sql.Stmt // to close
+}
+
+// prepare prepares the statements: the writes on w, the reads on r.
+func (q *queueStmts) prepare(ctx context.Context, w, r *sql.DB) error {
+	for _, p := range []struct {
+		stmt  **sql.Stmt
+		db    *sql.DB
+		query string
+	}{
+		{&q.insMessage, w, insMessageSQL}, {&q.insBody, w, insBodySQL}, {&q.insRcpt, w, insRcptSQL}, {&q.insSentCopy, w, insSentCopySQL},
+		{&q.claim, w, claimSQL}, {&q.loadDue, w, loadDueSQL},
+		{&q.insCopy, w, insCopySQL}, {&q.upsertRcpt, w, upsertRcptSQL}, {&q.finishMessages, w, finishMessagesSQL},
+		{&q.insEvent, w, insEventSQL},
+		{&q.body, r, bodySQL},
+	} {
+		st, err := p.db.PrepareContext(ctx, p.query)
+		if err != nil {
+			return fmt.Errorf("preparing %q: %w", strings.Join(strings.Fields(p.query), " "), err)
+		}
+		*p.stmt = st
+		q.all = append(q.all, st)
+	}
+	return nil
+}
+
+func (q *queueStmts) close() error {
+	var errs []error
+	for _, st := range q.all {
+		errs = append(errs, st.Close())
+	}
+	return errors.Join(errs...)
+}
+
+const (
+	insMessageSQL = `INSERT INTO messages
+		(queue_id, tenant_id, account_id, mailbox_id, sender, recipients, message_id, subject, client_ip, size, received_at, state, next_attempt_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)`
+	insBodySQL = `INSERT INTO message_bodies (queue_id, body) VALUES (?, ?)`
+	// An address twice in one envelope is one recipient.
+	insRcptSQL = `INSERT INTO queue_recipients (queue_id, recipient, seq, state, next_attempt_at, updated_at)
+		VALUES (?, ?, ?, 'pending', ?, ?) ON CONFLICT (queue_id, recipient) DO NOTHING`
+	// The sender is the copy's recipient: a Sent Items copy was not
+	// delivered for any one recipient.
+	insSentCopySQL = `INSERT INTO mailbox_messages (mailbox_id, queue_id, recipient, folder, delivered_at) VALUES (?, ?, ?, ?, ?)`
+)
+
 // Enqueue stores messages and their trace events in one transaction; the
 // commit fsyncs the WAL once for the whole batch. A message sent by a
 // mailbox gets its Sent Items copy in the same transaction.
 func (s *Store) Enqueue(ctx context.Context, msgs []*queue.Message, events []trace.Event) error {
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		ins, err := tx.PrepareContext(ctx, `INSERT INTO messages
-			(queue_id, tenant_id, account_id, mailbox_id, sender, recipients, message_id, subject, client_ip, size, received_at, state, next_attempt_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)`)
-		if err != nil {
-			return err
-		}
-		defer ins.Close()
-		insBody, err := tx.PrepareContext(ctx, `INSERT INTO message_bodies (queue_id, body) VALUES (?, ?)`)
-		if err != nil {
-			return err
-		}
-		defer insBody.Close()
-		// An address twice in one envelope is one recipient.
-		insRcpt, err := tx.PrepareContext(ctx, `INSERT INTO queue_recipients (queue_id, recipient, seq, state, next_attempt_at, updated_at)
-			VALUES (?, ?, ?, 'pending', ?, ?) ON CONFLICT (queue_id, recipient) DO NOTHING`)
-		if err != nil {
-			return err
-		}
-		defer insRcpt.Close()
-		// The sender is the copy's recipient: a Sent Items copy was not
-		// delivered for any one recipient.
-		insSent, err := tx.PrepareContext(ctx, `INSERT INTO mailbox_messages (mailbox_id, queue_id, recipient, folder, delivered_at) VALUES (?, ?, ?, ?, ?)`)
-		if err != nil {
-			return err
-		}
-		defer insSent.Close()
+		ins := tx.StmtContext(ctx, s.q.insMessage)
+		insBody := tx.StmtContext(ctx, s.q.insBody)
+		insRcpt := tx.StmtContext(ctx, s.q.insRcpt)
+		insSent := tx.StmtContext(ctx, s.q.insSentCopy)
 		for _, m := range msgs {
 			rcpts, err := json.Marshal(m.Recipients)
 			if err != nil {
@@ -71,7 +113,7 @@ func (s *Store) Enqueue(ctx context.Context, msgs []*queue.Message, events []tra
 				return fmt.Errorf("message %s: %w", m.QueueID, err)
 			}
 		}
-		return insertEvents(ctx, tx, events)
+		return s.insertEvents(ctx, tx, events)
 	})
 	if err != nil {
 		return fmt.Errorf("enqueueing %d messages: %w", len(msgs), err)
@@ -79,19 +121,19 @@ func (s *Store) Enqueue(ctx context.Context, msgs []*queue.Message, events []tra
 	return nil
 }
 
+const claimSQL = `UPDATE messages SET lease_owner = ?, lease_until = ?
+	WHERE queue_id IN (
+		SELECT queue_id FROM messages
+		WHERE state = 'queued' AND held = 0 AND next_attempt_at <= ? AND lease_until < ?
+		ORDER BY next_attempt_at LIMIT ?)
+	RETURNING queue_id, tenant_id, account_id, mailbox_id, sender, recipients, message_id, subject, client_ip, size, received_at`
+
 // Claim leases due messages to owner; held messages wait for their
 // release.
 func (s *Store) Claim(ctx context.Context, owner string, now time.Time, limit int, lease time.Duration) ([]*queue.Message, error) {
 	var msgs []*queue.Message
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `
-			UPDATE messages SET lease_owner = ?, lease_until = ?
-			WHERE queue_id IN (
-				SELECT queue_id FROM messages
-				WHERE state = 'queued' AND held = 0 AND next_attempt_at <= ? AND lease_until < ?
-				ORDER BY next_attempt_at LIMIT ?)
-			RETURNING queue_id, tenant_id, account_id, mailbox_id, sender, recipients, message_id, subject, client_ip, size, received_at`,
-			owner, nanos(now.Add(lease)), nanos(now), nanos(now), limit)
+		rows, err := tx.StmtContext(ctx, s.q.claim).QueryContext(ctx, owner, nanos(now.Add(lease)), nanos(now), nanos(now), limit)
 		if err != nil {
 			return err
 		}
@@ -109,7 +151,7 @@ func (s *Store) Claim(ctx context.Context, owner string, now time.Time, limit in
 		if err != nil || len(msgs) == 0 {
 			return err
 		}
-		return loadDue(ctx, tx, msgs, now)
+		return s.loadDue(ctx, tx, msgs, now)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("claiming queued messages: %w", err)
@@ -127,17 +169,25 @@ func scanRecipient(row scanner) (queueID string, r queue.Recipient, err error) {
 	return queueID, r, err
 }
 
+// loadDueSQL takes the claimed queue ids as one JSON array, so that one
+// prepared statement serves a claim of any size.
+const loadDueSQL = `SELECT ` + recipientColumns + ` FROM queue_recipients
+	WHERE state IN ('pending', 'deferred') AND next_attempt_at <= ? AND queue_id IN (SELECT value FROM json_each(?))
+	ORDER BY queue_id, seq`
+
 // loadDue fills in the recipients of claimed messages that are due at now.
-func loadDue(ctx context.Context, tx *sql.Tx, msgs []*queue.Message, now time.Time) error {
+func (s *Store) loadDue(ctx context.Context, tx *sql.Tx, msgs []*queue.Message, now time.Time) error {
 	byID := make(map[string]*queue.Message, len(msgs))
-	args := []any{nanos(now)}
-	for _, m := range msgs {
+	ids := make([]string, len(msgs))
+	for i, m := range msgs {
 		byID[m.QueueID] = m
-		args = append(args, m.QueueID)
+		ids[i] = m.QueueID
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT `+recipientColumns+` FROM queue_recipients
-		WHERE state IN ('pending', 'deferred') AND next_attempt_at <= ? AND queue_id IN (?`+strings.Repeat(", ?", len(msgs)-1)+`)
-		ORDER BY queue_id, seq`, args...)
+	idList, err := json.Marshal(ids)
+	if err != nil {
+		return err
+	}
+	rows, err := tx.StmtContext(ctx, s.q.loadDue).QueryContext(ctx, nanos(now), string(idList))
 	if err != nil {
 		return fmt.Errorf("loading due recipients: %w", err)
 	}
@@ -174,29 +224,51 @@ func (s *Store) QueueRecipients(ctx context.Context, queueID string) ([]queue.Re
 	return list, err
 }
 
-// Finish records deliveries in one transaction.
+const (
+	insCopySQL = `INSERT INTO mailbox_messages (mailbox_id, queue_id, recipient, folder, delivered_at)
+		VALUES (?, ?, ?, ?, ?) ON CONFLICT (mailbox_id, queue_id, folder) DO NOTHING`
+	// A recipient in a final state keeps it (the WHERE of the upsert): a
+	// late or repeated Finish cannot make a delivered recipient due again.
+	// New recipients go after the message's others.
+	upsertRcptSQL = `INSERT INTO queue_recipients
+		(queue_id, recipient, seq, via, state, attempts, next_attempt_at, last_reply, updated_at)
+		VALUES (?, ?, (SELECT coalesce(max(seq), -1) + 1 FROM queue_recipients WHERE queue_id = ?), ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (queue_id, recipient) DO UPDATE SET state = excluded.state, attempts = excluded.attempts,
+			next_attempt_at = excluded.next_attempt_at, last_reply = excluded.last_reply, updated_at = excluded.updated_at
+		WHERE queue_recipients.state IN ('pending', 'deferred')`
+	// Then the messages of a Finish (a JSON array of their queue ids) are
+	// released at once: a message with no recipient left open is done (in
+	// whatever state it was), a queued one with open recipients is due at
+	// the earliest of them.
+	finishMessagesSQL = `UPDATE messages SET
+			state = iif(o.open = 0, 'done', messages.state),
+			finished_at = iif(o.open = 0, ?, messages.finished_at),
+			next_attempt_at = iif(o.open = 0, messages.next_attempt_at, o.next),
+			lease_owner = '', lease_until = 0
+		FROM (SELECT j.value AS queue_id, count(r.queue_id) AS open, min(r.next_attempt_at) AS next
+			FROM json_each(?) j LEFT JOIN queue_recipients r ON r.queue_id = j.value AND r.state IN ('pending', 'deferred')
+			GROUP BY j.value) AS o
+		WHERE messages.queue_id = o.queue_id AND (o.open = 0 OR messages.state = 'queued')`
+)
+
+// Finish records deliveries in one transaction: their mailbox copies,
+// recipient states and trace events, then the state of their messages.
 func (s *Store) Finish(ctx context.Context, deliveries []store.Delivery) error {
+	if len(deliveries) == 0 {
+		return nil
+	}
 	now := nanos(time.Now())
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		copyStmt, err := tx.PrepareContext(ctx, `INSERT INTO mailbox_messages (mailbox_id, queue_id, recipient, folder, delivered_at)
-			VALUES (?, ?, ?, ?, ?) ON CONFLICT (mailbox_id, queue_id, folder) DO NOTHING`)
-		if err != nil {
-			return err
-		}
-		defer copyStmt.Close()
-		// A recipient in a final state keeps it (the WHERE of the upsert):
-		// a late or repeated Finish cannot make a delivered recipient due
-		// again. New recipients go after the message's others.
-		rcptStmt, err := tx.PrepareContext(ctx, `INSERT INTO queue_recipients
-			(queue_id, recipient, seq, via, state, attempts, next_attempt_at, last_reply, updated_at)
-			VALUES (?, ?, (SELECT coalesce(max(seq), -1) + 1 FROM queue_recipients WHERE queue_id = ?), ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (queue_id, recipient) DO UPDATE SET state = excluded.state, attempts = excluded.attempts,
-				next_attempt_at = excluded.next_attempt_at, last_reply = excluded.last_reply, updated_at = excluded.updated_at
-			WHERE queue_recipients.state IN ('pending', 'deferred')`)
-		if err != nil {
-			return err
-		}
-		defer rcptStmt.Close()
+	ids := make([]string, len(deliveries))
+	for i, d := range deliveries {
+		ids[i] = d.QueueID
+	}
+	idList, err := json.Marshal(ids)
+	if err != nil {
+		return fmt.Errorf("recording %d deliveries: %w", len(deliveries), err)
+	}
+	err = s.tx(ctx, func(tx *sql.Tx) error {
+		copyStmt := tx.StmtContext(ctx, s.q.insCopy)
+		rcptStmt := tx.StmtContext(ctx, s.q.upsertRcpt)
 		for _, d := range deliveries {
 			for _, c := range d.Copies {
 				if _, err := copyStmt.ExecContext(ctx, c.MailboxID, d.QueueID, c.Recipient, store.FolderInbox, now); err != nil {
@@ -214,26 +286,12 @@ func (s *Store) Finish(ctx context.Context, deliveries []store.Delivery) error {
 					return fmt.Errorf("recipient %s of %s: %w", r.Address, d.QueueID, err)
 				}
 			}
-			var open int
-			var next sql.NullInt64
-			if err := tx.QueryRowContext(ctx, `SELECT count(*), min(next_attempt_at) FROM queue_recipients
-				WHERE queue_id = ? AND state IN ('pending', 'deferred')`, d.QueueID).Scan(&open, &next); err != nil {
-				return err
-			}
-			if open == 0 {
-				_, err = tx.ExecContext(ctx, `UPDATE messages SET state = 'done', finished_at = ?, lease_owner = '', lease_until = 0 WHERE queue_id = ?`, now, d.QueueID)
-			} else {
-				_, err = tx.ExecContext(ctx, `UPDATE messages SET next_attempt_at = ?, lease_owner = '', lease_until = 0 WHERE queue_id = ? AND state = 'queued'`,
-					next.Int64, d.QueueID)
-			}
-			if err != nil {
-				return err
-			}
-			if err := insertEvents(ctx, tx, d.Events); err != nil {
+			if err := s.insertEvents(ctx, tx, d.Events); err != nil {
 				return err
 			}
 		}
-		return nil
+		_, err := tx.StmtContext(ctx, s.q.finishMessages).ExecContext(ctx, now, string(idList))
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("recording %d deliveries: %w", len(deliveries), err)
@@ -241,10 +299,12 @@ func (s *Store) Finish(ctx context.Context, deliveries []store.Delivery) error {
 	return nil
 }
 
+const bodySQL = `SELECT body FROM message_bodies WHERE queue_id = ?`
+
 // MessageBody returns a message's content.
 func (s *Store) MessageBody(ctx context.Context, queueID string) ([]byte, error) {
 	var body []byte
-	err := s.r.QueryRowContext(ctx, `SELECT body FROM message_bodies WHERE queue_id = ?`, queueID).Scan(&body)
+	err := s.q.body.QueryRowContext(ctx, queueID).Scan(&body)
 	if err != nil {
 		return nil, fmt.Errorf("message %s: %w", queueID, mapErr(err))
 	}
@@ -295,20 +355,19 @@ func (s *Store) MailboxMessageBody(ctx context.Context, mailboxID, id int64) ([]
 
 // AddEvents stores trace events.
 func (s *Store) AddEvents(ctx context.Context, events []trace.Event) error {
-	return s.tx(ctx, func(tx *sql.Tx) error { return insertEvents(ctx, tx, events) })
+	return s.tx(ctx, func(tx *sql.Tx) error { return s.insertEvents(ctx, tx, events) })
 }
 
-func insertEvents(ctx context.Context, tx *sql.Tx, events []trace.Event) error {
+const insEventSQL = `INSERT INTO trace_events
+	(tenant_id, time, queue_id, message_id, sender, recipient, event, status, detail, client_ip, subject, size)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+
+// insertEvents writes events in tx, a transaction of s.tx.
+func (s *Store) insertEvents(ctx context.Context, tx *sql.Tx, events []trace.Event) error {
 	if len(events) == 0 {
 		return nil
 	}
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO trace_events
-		(tenant_id, time, queue_id, message_id, sender, recipient, event, status, detail, client_ip, subject, size)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-	if err != nil {
-		return err
-	}
-	defer stmt.Close()
+	stmt := tx.StmtContext(ctx, s.q.insEvent)
 	for _, e := range events {
 		_, err := stmt.ExecContext(ctx, e.TenantID, nanos(e.Time), e.QueueID, e.MessageID, e.Sender, e.Recipient,
 			e.Event, e.Status, e.Detail, e.ClientIP, e.Subject, e.Size)

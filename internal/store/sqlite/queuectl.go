@@ -130,14 +130,14 @@ func (s *Store) ControlQueue(ctx context.Context, c store.QueueControl) (int, er
 		}
 		return n, nil
 	}
-	if err := s.tx(ctx, func(tx *sql.Tx) error { return controlOne(ctx, tx, c) }); err != nil {
+	if err := s.tx(ctx, func(tx *sql.Tx) error { return s.controlOne(ctx, tx, c) }); err != nil {
 		return 0, fmt.Errorf("%s of %s: %w", c.Action, c.QueueID, err)
 	}
 	return 1, nil
 }
 
 // controlOne applies c to the message c.QueueID.
-func controlOne(ctx context.Context, tx *sql.Tx, c store.QueueControl) error {
+func (s *Store) controlOne(ctx context.Context, tx *sql.Tx, c store.QueueControl) error {
 	m := store.QueuedMessage{QueueID: c.QueueID}
 	err := tx.QueryRowContext(ctx, `SELECT message_id, sender, subject, client_ip, size, held, held_by FROM messages
 		WHERE queue_id = ? AND tenant_id = ? AND state = 'queued'`, c.QueueID, c.TenantID).
@@ -177,7 +177,7 @@ func controlOne(ctx context.Context, tx *sql.Tx, c store.QueueControl) error {
 	if err != nil {
 		return err
 	}
-	return insertEvents(ctx, tx, m.ControlEvents(c, rcpts))
+	return s.insertEvents(ctx, tx, m.ControlEvents(c, rcpts))
 }
 
 // openRecipients lists the addresses of a message's open recipients.
@@ -227,7 +227,7 @@ func (s *Store) retryAll(ctx context.Context, c store.QueueControl) (int, error)
 		var last string
 		err := s.tx(ctx, func(tx *sql.Tx) error {
 			var err error
-			moved, last, pos, err = retryAllChunk(ctx, tx, c, pos)
+			moved, last, pos, err = s.retryAllChunk(ctx, tx, c, pos)
 			return err
 		})
 		if err != nil {
@@ -244,7 +244,7 @@ func (s *Store) retryAll(ctx context.Context, c store.QueueControl) (int, error)
 // how many messages it changed (a message continued from the previous
 // chunk is not counted again), the last queue id it saw ("" when there was
 // nothing left) and the position to go on from.
-func retryAllChunk(ctx context.Context, tx *sql.Tx, c store.QueueControl, pos retryPos) (int, string, retryPos, error) {
+func (s *Store) retryAllChunk(ctx context.Context, tx *sql.Tx, c store.QueueControl, pos retryPos) (int, string, retryPos, error) {
 	now := nanos(c.Now)
 	cond := `m.tenant_id = ? AND m.state = 'queued' AND m.held = 0 AND r.state IN ` + openStates + ` AND r.next_attempt_at > ?
 		AND (m.queue_id > ? OR m.queue_id = ? AND r.seq > ?)`
@@ -298,5 +298,5 @@ func retryAllChunk(ctx context.Context, tx *sql.Tx, c store.QueueControl, pos re
 		events = append(events, d.m.ControlEvents(c, []string{d.rcpt})...)
 	}
 	last := list[len(list)-1]
-	return n, last.m.QueueID, retryPos{queueID: last.m.QueueID, seq: last.seq}, insertEvents(ctx, tx, events)
+	return n, last.m.QueueID, retryPos{queueID: last.m.QueueID, seq: last.seq}, s.insertEvents(ctx, tx, events)
 }

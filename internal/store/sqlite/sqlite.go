@@ -58,6 +58,9 @@ type Store struct {
 	// Statements on the SMTP hot path (every RCPT), parsed once per read
 	// connection instead of once per call.
 	lookupStmt, domainStmt *sql.Stmt
+	// q holds the statements of the spool and delivery path (every
+	// message), prepared once as well.
+	q queueStmts
 }
 
 var _ store.Store = (*Store)(nil)
@@ -105,6 +108,10 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 		s.Close()
 		return nil, fmt.Errorf("preparing domain lookup: %w", err)
 	}
+	if err := s.q.prepare(ctx, s.w, s.r); err != nil {
+		s.Close()
+		return nil, err
+	}
 	// One node owns this database (the lock above), so no other live
 	// process holds a lease: leases of a crashed run are released at once
 	// instead of waiting for them to expire.
@@ -136,7 +143,7 @@ func lockDir(dir string) (*os.File, error) {
 
 // Close closes the database and releases the data directory.
 func (s *Store) Close() error {
-	var errs []error
+	errs := []error{s.q.close()}
 	for _, st := range []*sql.Stmt{s.lookupStmt, s.domainStmt} {
 		if st != nil {
 			errs = append(errs, st.Close())

@@ -1,0 +1,113 @@
+package sqlite
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"syscall"
+	"testing"
+	"time"
+
+	"hve/internal/queue"
+	"hve/internal/store"
+	"hve/internal/trace"
+)
+
+// BenchmarkEnqueueClaimFinish measures the store's part of one accepted and
+// relayed message, as in workload W1 (1 KB, one recipient): the spool
+// enqueues a batch of messages with their Received events, the delivery
+// worker claims them, reads each body and records each outcome with a
+// Delivered event. One op is one message; a batch is what the spool or
+// the worker gathers at a time under load. The last case has ten
+// recipients per message, as in W2.
+//
+//	go test -run XXX -bench EnqueueClaimFinish -benchtime 3s ./internal/store/sqlite/
+func BenchmarkEnqueueClaimFinish(b *testing.B) {
+	for _, c := range []struct{ batch, rcpts int }{{1, 1}, {20, 1}, {20, 10}} {
+		batch := c.batch
+		name := fmt.Sprintf("batch=%d", batch)
+		if c.rcpts > 1 {
+			name += fmt.Sprintf(",rcpts=%d", c.rcpts)
+		}
+		rcpts := make([]string, c.rcpts)
+		for i := range rcpts {
+			rcpts[i] = fmt.Sprintf("user%d@b.example", i)
+		}
+		b.Run(name, func(b *testing.B) {
+			s, err := Open(context.Background(), b.TempDir())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			// The delivery worker's context can be cancelled, as here.
+			ctx := b.Context()
+			body := bytes.Repeat([]byte("0123456789abcdef"), 64)
+			b.ReportAllocs()
+			b.ResetTimer()
+			cpu0 := cpuTime(b)
+			for done := 0; done < b.N; done += batch {
+				n := min(batch, b.N-done)
+				now := time.Now().UTC()
+				msgs := make([]*queue.Message, n)
+				var events []trace.Event
+				for i := range msgs {
+					m := &queue.Message{
+						QueueID: queue.NewID(now), TenantID: 1, AccountID: 1, Sender: "app@a.example",
+						Recipients: rcpts, MessageID: "<m@a.example>", Subject: "hello",
+						ClientIP: "192.0.2.1", Size: int64(len(body)), ReceivedAt: now, Body: body,
+					}
+					msgs[i] = m
+					for _, r := range rcpts {
+						events = append(events, trace.Event{TenantID: 1, Time: now, QueueID: m.QueueID, MessageID: m.MessageID,
+							Sender: m.Sender, Recipient: r, Event: trace.EventReceived, Status: trace.StatusPending,
+							Detail: "accepted from 192.0.2.1 (app@a.example)", ClientIP: m.ClientIP, Subject: m.Subject, Size: m.Size})
+					}
+				}
+				if err := s.Enqueue(context.Background(), msgs, events); err != nil {
+					b.Fatal(err)
+				}
+				claimed, err := s.Claim(ctx, "bench", time.Now(), n, time.Minute)
+				if err != nil || len(claimed) != n {
+					b.Fatalf("Claim = %d messages, %v; want %d", len(claimed), err, n)
+				}
+				deliveries := make([]store.Delivery, n)
+				for i, m := range claimed {
+					if len(m.Due) != len(rcpts) {
+						b.Fatalf("claimed %s with %d due recipients, want %d", m.QueueID, len(m.Due), len(rcpts))
+					}
+					if _, err := s.MessageBody(ctx, m.QueueID); err != nil {
+						b.Fatal(err)
+					}
+					at := time.Now().UTC()
+					d := store.Delivery{QueueID: m.QueueID}
+					for _, r := range m.Due {
+						r.State, r.Attempts, r.NextAttemptAt, r.UpdatedAt, r.LastReply = queue.RecipientDelivered, 1, at, at, "250 2.0.0 Ok: queued"
+						d.Recipients = append(d.Recipients, r)
+						d.Events = append(d.Events, trace.Event{
+							TenantID: m.TenantID, Time: at, QueueID: m.QueueID, MessageID: m.MessageID, Sender: m.Sender,
+							Recipient: r.Address, Event: trace.EventDelivered, Status: trace.StatusDelivered,
+							Detail: "delivered to next hop mx.b.example:25 (attempt 1): 250 2.0.0 Ok: queued", ClientIP: m.ClientIP,
+							Subject: m.Subject, Size: m.Size})
+					}
+					deliveries[i] = d
+				}
+				if err := s.Finish(ctx, deliveries); err != nil {
+					b.Fatal(err)
+				}
+			}
+			// Wall time includes waiting for fsync; the CPU time (of the
+			// whole process: SQLite, database/sql, the garbage collector)
+			// is what a busy node runs out of.
+			b.ReportMetric(float64(cpuTime(b)-cpu0)/float64(b.N), "cpu-ns/op")
+		})
+	}
+}
+
+// cpuTime returns the process's user and system CPU time so far.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
