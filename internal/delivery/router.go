@@ -12,16 +12,56 @@ import (
 	"hve/internal/trace"
 )
 
-// routeTable answers which route a tenant's domain takes. It reads each
-// tenant's routes once per delivery pass, so a changed route applies from
-// the next pass on.
+// routeTable answers which route a tenant's domain takes, and what an
+// address or a domain is in the directory. It reads each tenant's routes,
+// each address and each domain once per delivery pass (a pass's messages
+// often share recipients and domains), so a change applies from the next
+// pass on.
 type routeTable struct {
 	store    Store
 	byTenant map[int64][]directory.Route
+	entries  map[string]lookupResult
+	domains  map[string]domainResult
+}
+
+type lookupResult struct {
+	entry directory.Entry
+	err   error
+}
+
+type domainResult struct {
+	domain directory.Domain
+	err    error
 }
 
 func newRouteTable(s Store) *routeTable {
-	return &routeTable{store: s, byTenant: map[int64][]directory.Route{}}
+	return &routeTable{store: s, byTenant: map[int64][]directory.Route{},
+		entries: map[string]lookupResult{}, domains: map[string]domainResult{}}
+}
+
+// lookup is the store's Lookup, remembered for the pass: answers and
+// ErrNotFound (other errors are not kept, so the next message asks again).
+func (t *routeTable) lookup(ctx context.Context, address string) (directory.Entry, error) {
+	if r, ok := t.entries[address]; ok {
+		return r.entry, r.err
+	}
+	e, err := t.store.Lookup(ctx, address)
+	if err == nil || errors.Is(err, store.ErrNotFound) {
+		t.entries[address] = lookupResult{e, err}
+	}
+	return e, err
+}
+
+// domain is the store's DomainByName, remembered for the pass as lookup is.
+func (t *routeTable) domain(ctx context.Context, name string) (directory.Domain, error) {
+	if r, ok := t.domains[name]; ok {
+		return r.domain, r.err
+	}
+	d, err := t.store.DomainByName(ctx, name)
+	if err == nil || errors.Is(err, store.ErrNotFound) {
+		t.domains[name] = domainResult{d, err}
+	}
+	return d, err
 }
 
 // route returns the domain's own route, else the tenant's default route,
@@ -141,7 +181,7 @@ func (p *plan) deliverLocal(w *Worker, r *row, mb directory.Member, via string) 
 func (w *Worker) resolve(ctx context.Context, p *plan, r *row, routes *routeTable) error {
 	m := p.m
 	addr := r.rcpt.Address
-	entry, err := w.store.Lookup(ctx, addr)
+	entry, err := routes.lookup(ctx, addr)
 	if errors.Is(err, store.ErrNotFound) || err == nil && entry.TenantID != m.TenantID {
 		return w.resolveUnknown(ctx, p, r, routes)
 	}
@@ -206,7 +246,7 @@ func (w *Worker) resolve(ctx context.Context, p *plan, r *row, routes *routeTabl
 // has gone since it was accepted.
 func (w *Worker) resolveUnknown(ctx context.Context, p *plan, r *row, routes *routeTable) error {
 	addr := r.rcpt.Address
-	dom, err := w.store.DomainByName(ctx, directory.DomainOf(addr))
+	dom, err := routes.domain(ctx, directory.DomainOf(addr))
 	if errors.Is(err, store.ErrNotFound) || err == nil && dom.TenantID != p.m.TenantID {
 		// Outside the tenant's accepted domains (another tenant's count as
 		// outside: tenants never learn of each other). Submission accepts

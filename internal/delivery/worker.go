@@ -48,6 +48,17 @@ type Store interface {
 	MessageBody(ctx context.Context, queueID string) ([]byte, error)
 }
 
+// bodiesReader is a Store that reads many message bodies in one call
+// (the PostgreSQL store: one round trip instead of one per message).
+type bodiesReader interface {
+	MessageBodies(ctx context.Context, queueIDs []string) (map[string][]byte, error)
+}
+
+// bodyBatchMax is the largest message whose body a pass reads together
+// with the others' (bodiesReader); larger ones are read one by one, as
+// they are relayed, so that a pass never holds many of them at once.
+const bodyBatchMax = 64 << 10
+
 // Worker delivers queued messages.
 type Worker struct {
 	store Store
@@ -196,6 +207,7 @@ func (w *Worker) plan(ctx context.Context, m *queue.Message, routes *routeTable)
 // (group commit, as the spool does). With a next hop down, thousands of
 // deferrals then cost a few commits, not one each.
 func (w *Worker) relayAll(relayCtx, ctx context.Context, plans []*plan) error {
+	w.loadBodies(ctx, plans)
 	// Buffered for every plan: a relay never waits for the recorder.
 	done := make(chan store.Delivery, len(plans))
 	var mu sync.Mutex
@@ -246,13 +258,46 @@ func (w *Worker) relayAll(relayCtx, ctx context.Context, plans []*plan) error {
 	return errors.Join(append(errs, finishErrs...)...)
 }
 
+// loadBodies reads the bodies of the plans' small messages in one call,
+// when the store can; relayPlan reads the others (and all of them if this
+// fails).
+func (w *Worker) loadBodies(ctx context.Context, plans []*plan) {
+	br, ok := w.store.(bodiesReader)
+	if !ok {
+		return
+	}
+	var ids []string
+	for _, p := range plans {
+		if p.m.Body == nil && p.m.Size <= bodyBatchMax {
+			ids = append(ids, p.m.QueueID)
+		}
+	}
+	if len(ids) < 2 {
+		return
+	}
+	bodies, err := br.MessageBodies(ctx, ids)
+	if err != nil {
+		w.log.Warn("reading message bodies; reading them one by one", "messages", len(ids), "err", err)
+		return
+	}
+	for _, p := range plans {
+		if b, ok := bodies[p.m.QueueID]; ok && p.m.Body == nil {
+			p.m.Body = b
+		}
+	}
+}
+
 // relayPlan runs one message's transactions (one per next hop, at once)
 // and returns the outcome to record.
 func (w *Worker) relayPlan(relayCtx, ctx context.Context, p *plan) (store.Delivery, error) {
-	body, err := w.store.MessageBody(ctx, p.m.QueueID)
-	if err != nil {
-		// Left leased, like a directory failure: tried again later.
-		return store.Delivery{}, fmt.Errorf("relaying %s: %w", p.m.QueueID, err)
+	// loadBodies may have read it already.
+	body := p.m.Body
+	if body == nil {
+		var err error
+		if body, err = w.store.MessageBody(ctx, p.m.QueueID); err != nil {
+			// Left leased, like a directory failure: tried again later.
+			return store.Delivery{}, fmt.Errorf("relaying %s: %w", p.m.QueueID, err)
+		}
 	}
 	results := make([][]Result, len(p.jobs))
 	var wg sync.WaitGroup

@@ -65,6 +65,13 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	if cfg.MaxConns < 16 {
 		cfg.MaxConns = 16
 	}
+	// The node's statements are short and indexed: compiling one with JIT
+	// costs more than running it. A statement whose estimated cost is high
+	// (estimates run high in a table that grew since it was last analyzed)
+	// would otherwise spend a fifth of a second compiling on every run.
+	if _, set := cfg.ConnConfig.RuntimeParams["jit"]; !set {
+		cfg.ConnConfig.RuntimeParams["jit"] = "off"
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("store: connecting to PostgreSQL: %w", err)
@@ -133,6 +140,25 @@ func (s *Store) migrate(ctx context.Context) error {
 		}
 		return nil
 	})
+}
+
+// customPlans makes PostgreSQL plan the rest of the transaction's
+// statements for their arguments, each time they run. A statement that
+// reads a table that grows fast (the queue, the trace) by an array of keys
+// or a range needs it: after five runs PostgreSQL may keep one generic plan
+// for a prepared statement, made for the table's size then, and a plan
+// made while the queue was nearly empty (a new database) scans the whole
+// table; it is made again only when the table is next analyzed, which a
+// busy new database, or one without autovacuum, may not do for a long time.
+const customPlans = `SELECT set_config('plan_cache_mode', 'force_custom_plan', true)`
+
+// batch sends b's statements in one round trip, as one transaction:
+// PostgreSQL runs the statements of a pipeline up to its Sync in an
+// implicit transaction, committed after the last and rolled back whole on
+// the first error. It needs no BEGIN and COMMIT round trips, and a lock
+// taken in it (the trace lock) is held for no network wait.
+func (s *Store) batch(ctx context.Context, b *pgx.Batch) error {
+	return mapErr(s.pool.SendBatch(ctx, b).Close())
 }
 
 // tx runs fn in a read-committed transaction and commits it, mapping

@@ -12,11 +12,11 @@ import (
 	"hve/internal/trace"
 )
 
-// Enqueue stores messages and their trace events in one transaction: the
-// messages, their bodies, their recipients and their Sent Items copies go
-// in one round trip of four multi-row statements (columns as arrays,
-// unnested), whatever the size of the batch; the events follow, last,
-// as insertEvents requires.
+// Enqueue stores messages and their trace events in one transaction of
+// one round trip (Store.batch): the messages, their bodies, their
+// recipients and their Sent Items copies in four multi-row statements
+// (columns as arrays, unnested), whatever the size of the batch; the
+// events follow, last, as queueEvents requires.
 func (s *Store) Enqueue(ctx context.Context, msgs []*queue.Message, events []trace.Event) error {
 	n := len(msgs)
 	var (
@@ -55,33 +55,27 @@ func (s *Store) Enqueue(ctx context.Context, msgs []*queue.Message, events []tra
 			sent.queueID, sent.rcpt = append(sent.queueID, m.QueueID), append(sent.rcpt, m.Sender)
 		}
 	}
-	err := s.tx(ctx, func(tx pgx.Tx) error {
-		b := &pgx.Batch{}
-		b.Queue(`INSERT INTO messages
-			(queue_id, tenant_id, account_id, mailbox_id, sender, recipients, message_id, subject, client_ip, size, received_at, state, next_attempt_at)
-			SELECT q, t, a, mb, s, r::jsonb, mid, subj, ip, sz, rcv, 'queued', due
-			FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
-				$10::bigint[], $11::bigint[], $12::bigint[]) AS u(q, t, a, mb, s, r, mid, subj, ip, sz, rcv, due)`,
-			queueID, tenant, account, mailbox, sender, rcpts, messageID, subject, clientIP, size, received, due)
-		b.Queue(`INSERT INTO message_bodies (queue_id, body) SELECT * FROM unnest($1::text[], $2::bytea[])`, queueID, bodies)
-		// An address twice in one envelope is one recipient (its first
-		// place counts).
-		b.Queue(`INSERT INTO queue_recipients (queue_id, recipient, seq, state, next_attempt_at, updated_at)
-			SELECT q, r, seq, 'pending', due, at FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[]) AS u(q, r, seq, due, at)
-			ON CONFLICT (queue_id, recipient) DO NOTHING`,
-			r.queueID, r.rcpt, r.seq, r.due, r.at)
-		if len(sent.queueID) > 0 {
-			b.Queue(`INSERT INTO mailbox_messages (mailbox_id, queue_id, recipient, folder, delivered_at)
-				SELECT mb, q, r, $5, at FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[]) AS u(mb, q, r, at)`,
-				sent.mailbox, sent.queueID, sent.rcpt, sent.at, store.FolderSentItems)
-		}
-		if err := tx.SendBatch(ctx, b).Close(); err != nil {
-			return err
-		}
-		_, err := insertEvents(ctx, tx, events)
-		return err
-	})
-	if err != nil {
+	b := &pgx.Batch{}
+	b.Queue(`INSERT INTO messages
+		(queue_id, tenant_id, account_id, mailbox_id, sender, recipients, message_id, subject, client_ip, size, received_at, state, next_attempt_at)
+		SELECT q, t, a, mb, s, r::jsonb, mid, subj, ip, sz, rcv, 'queued', due
+		FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
+			$10::bigint[], $11::bigint[], $12::bigint[]) AS u(q, t, a, mb, s, r, mid, subj, ip, sz, rcv, due)`,
+		queueID, tenant, account, mailbox, sender, rcpts, messageID, subject, clientIP, size, received, due)
+	b.Queue(`INSERT INTO message_bodies (queue_id, body) SELECT * FROM unnest($1::text[], $2::bytea[])`, queueID, bodies)
+	// An address twice in one envelope is one recipient (its first
+	// place counts).
+	b.Queue(`INSERT INTO queue_recipients (queue_id, recipient, seq, state, next_attempt_at, updated_at)
+		SELECT q, r, seq, 'pending', due, at FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[]) AS u(q, r, seq, due, at)
+		ON CONFLICT (queue_id, recipient) DO NOTHING`,
+		r.queueID, r.rcpt, r.seq, r.due, r.at)
+	if len(sent.queueID) > 0 {
+		b.Queue(`INSERT INTO mailbox_messages (mailbox_id, queue_id, recipient, folder, delivered_at)
+			SELECT mb, q, r, $5, at FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[]) AS u(mb, q, r, at)`,
+			sent.mailbox, sent.queueID, sent.rcpt, sent.at, store.FolderSentItems)
+	}
+	queueEvents(b, events, false)
+	if err := s.batch(ctx, b); err != nil {
 		return fmt.Errorf("enqueueing %d messages: %w", len(msgs), err)
 	}
 	return nil
@@ -99,6 +93,16 @@ func (s *Store) Enqueue(ctx context.Context, msgs []*queue.Message, events []tra
 func (s *Store) Claim(ctx context.Context, owner string, now time.Time, limit int, lease time.Duration) ([]*queue.Message, error) {
 	var msgs []*queue.Message
 	err := s.tx(ctx, func(tx pgx.Tx) error {
+		// The claim walks messages_due in due order and stops at limit
+		// messages: without bitmap scans and sorts, that is the plan the
+		// planner is left with. A bitmap scan reads every entry of the
+		// index, those of the versions that claims and outcomes left behind
+		// (until VACUUM removes them) included, and sorts what it finds:
+		// its cost grows with the mail the node has handled, not with the
+		// queue.
+		if _, err := tx.Exec(ctx, customPlans+`, set_config('enable_bitmapscan', 'off', true), set_config('enable_sort', 'off', true)`); err != nil {
+			return err
+		}
 		rows, err := tx.Query(ctx, `
 			WITH due AS (
 				SELECT queue_id FROM messages
@@ -185,8 +189,8 @@ func (s *Store) QueueRecipients(ctx context.Context, queueID string) ([]queue.Re
 	return list, nil
 }
 
-// Finish records deliveries in one transaction, in one round trip of
-// statements (pgx.Batch) and the trace events last.
+// Finish records deliveries in one transaction of one round trip
+// (Store.batch), the trace events last.
 //
 // It first locks the rows of the messages, in queue id order so that two
 // Finish calls cannot deadlock. A message's lease may have passed to
@@ -212,6 +216,7 @@ func (s *Store) Finish(ctx context.Context, deliveries []store.Delivery) error {
 	}
 	var events []trace.Event
 	b := &pgx.Batch{}
+	b.Queue(customPlans)
 	b.Queue(`SELECT queue_id FROM messages WHERE queue_id = ANY($1) ORDER BY queue_id FOR UPDATE`, ids)
 	for _, d := range deliveries {
 		for _, c := range d.Copies {
@@ -241,22 +246,22 @@ func (s *Store) Finish(ctx context.Context, deliveries []store.Delivery) error {
 	}
 	// Each message either leaves the queue (no open recipient left) or is
 	// due when its earliest open recipient is; either way its lease ends.
-	b.Queue(`UPDATE messages m SET
+	// The earliest times are computed once per message (MATERIALIZED),
+	// then each message is found by its key: a subquery the planner
+	// folded into the join was evaluated in every place it is used, next
+	// to a hash join that read the whole messages table on every call.
+	b.Queue(`WITH o AS MATERIALIZED (
+			SELECT u.id, (SELECT min(r.next_attempt_at) FROM queue_recipients r WHERE r.queue_id = u.id AND r.state IN `+openStates+`) AS next
+			FROM unnest($1::text[]) AS u(id))
+		UPDATE messages m SET
 			state = CASE WHEN o.next IS NULL THEN 'done' ELSE m.state END,
 			finished_at = CASE WHEN o.next IS NULL THEN $2 ELSE m.finished_at END,
 			next_attempt_at = coalesce(o.next, m.next_attempt_at),
 			lease_owner = '', lease_until = 0
-		FROM (SELECT u.id, (SELECT min(r.next_attempt_at) FROM queue_recipients r WHERE r.queue_id = u.id AND r.state IN `+openStates+`) AS next
-			FROM unnest($1::text[]) AS u(id)) AS o
+		FROM o
 		WHERE m.queue_id = o.id AND (o.next IS NULL OR m.state = 'queued')`, ids, now)
-	err := s.tx(ctx, func(tx pgx.Tx) error {
-		if err := tx.SendBatch(ctx, b).Close(); err != nil {
-			return err
-		}
-		_, err := insertEvents(ctx, tx, events)
-		return err
-	})
-	if err != nil {
+	queueEvents(b, events, false)
+	if err := s.batch(ctx, b); err != nil {
 		return fmt.Errorf("recording %d deliveries: %w", len(deliveries), err)
 	}
 	return nil
@@ -270,6 +275,28 @@ func (s *Store) MessageBody(ctx context.Context, queueID string) ([]byte, error)
 		return nil, fmt.Errorf("message %s: %w", queueID, mapErr(err))
 	}
 	return body, nil
+}
+
+// MessageBodies returns the contents of several messages in one round
+// trip, by queue id; a message that is not there is left out.
+func (s *Store) MessageBodies(ctx context.Context, queueIDs []string) (map[string][]byte, error) {
+	bodies := make(map[string][]byte, len(queueIDs))
+	b := &pgx.Batch{}
+	b.Queue(customPlans)
+	b.Queue(`SELECT queue_id, body FROM message_bodies WHERE queue_id = ANY($1)`, queueIDs).Query(func(rows pgx.Rows) error {
+		_, err := collect(rows, nil, func(row scanner) (struct{}, error) {
+			var id string
+			var body []byte
+			err := row.Scan(&id, &body)
+			bodies[id] = body
+			return struct{}{}, err
+		})
+		return err
+	})
+	if err := s.batch(ctx, b); err != nil {
+		return nil, fmt.Errorf("bodies of %d messages: %w", len(queueIDs), err)
+	}
+	return bodies, nil
 }
 
 // QueueDepth counts messages not yet finished.

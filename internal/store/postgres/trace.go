@@ -20,14 +20,36 @@ import (
 // webhook dispatch) that had moved past the higher ids would never see the
 // lower ones. With the lock, ids become visible in order. Callers write
 // events last in their transaction, so the lock is held only for the
-// insert and the commit.
+// insert and the commit. The lock and the insert go in one round trip.
 func insertEvents(ctx context.Context, tx pgx.Tx, events []trace.Event) ([]int64, error) {
 	if len(events) == 0 {
 		return nil, nil
 	}
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, lockTrace); err != nil {
-		return nil, fmt.Errorf("taking the trace lock: %w", err)
+	b := &pgx.Batch{}
+	insert := queueEvents(b, events, true)
+	var ids []int64
+	insert.Query(func(rows pgx.Rows) error {
+		var err error
+		ids, err = pgx.CollectRows(rows, pgx.RowTo[int64])
+		return err
+	})
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, fmt.Errorf("trace events: %w", mapErr(err))
 	}
+	return ids, nil
+}
+
+// queueEvents adds to b the statements that write trace events, as
+// insertEvents does: the trace lock, then one insert for the events (with
+// RETURNING id when returning is set), which it returns; nil when there
+// are no events. b must run as one transaction (Store.batch, or a batch
+// sent in a transaction), and the events must be its last statements, so
+// that the lock is held for the insert and the commit only.
+func queueEvents(b *pgx.Batch, events []trace.Event, returning bool) *pgx.QueuedQuery {
+	if len(events) == 0 {
+		return nil
+	}
+	b.Queue(`SELECT pg_advisory_xact_lock($1)`, lockTrace)
 	// One statement for the batch: columns as arrays, unnested in order.
 	n := len(events)
 	var (
@@ -40,28 +62,26 @@ func insertEvents(ctx context.Context, tx pgx.Tx, events []trace.Event) ([]int64
 		queueID[i], messageID[i], sender[i], recipient[i] = e.QueueID, e.MessageID, e.Sender, e.Recipient
 		event[i], status[i], detail[i], ip[i], subject[i] = e.Event, e.Status, e.Detail, e.ClientIP, e.Subject
 	}
-	rows, err := tx.Query(ctx, `INSERT INTO trace_events
+	sql := `INSERT INTO trace_events
 		(tenant_id, time, queue_id, message_id, sender, recipient, event, status, detail, client_ip, subject, size)
 		SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
-			$7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bigint[])
-		RETURNING id`,
-		tenant, at, queueID, messageID, sender, recipient, event, status, detail, ip, subject, size)
-	if err != nil {
-		return nil, fmt.Errorf("trace events: %w", mapErr(err))
+			$7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bigint[])`
+	if returning {
+		sql += ` RETURNING id`
 	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-	if err != nil {
-		return nil, fmt.Errorf("trace events: %w", mapErr(err))
-	}
-	return ids, nil
+	return b.Queue(sql, tenant, at, queueID, messageID, sender, recipient, event, status, detail, ip, subject, size)
 }
 
 // AddEvents stores trace events.
 func (s *Store) AddEvents(ctx context.Context, events []trace.Event) error {
-	return s.tx(ctx, func(tx pgx.Tx) error {
-		_, err := insertEvents(ctx, tx, events)
-		return err
-	})
+	b := &pgx.Batch{}
+	if queueEvents(b, events, false) == nil {
+		return nil
+	}
+	if err := s.batch(ctx, b); err != nil {
+		return fmt.Errorf("trace events: %w", err)
+	}
+	return nil
 }
 
 // SearchTrace finds events matching q, oldest first.

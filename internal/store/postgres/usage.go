@@ -35,21 +35,31 @@ func (s *Store) MeterEvents(ctx context.Context, afterID int64, limit int) ([]st
 	// A message's Received events may straddle two pages; asking the
 	// table whether an earlier one exists (an index range on queue_id)
 	// counts the message exactly once whatever the page boundaries.
-	rows, err := s.pool.Query(ctx, `
+	// "p.id + 0" keeps the primary key out of that: without statistics (a
+	// table that grew since it was last analyzed) the planner otherwise
+	// ANDs the queue_id range with a bitmap of every id below e.id, which
+	// reads the whole table below each event and grows with it.
+	var list []store.MeterEvent
+	b := &pgx.Batch{}
+	b.Queue(customPlans)
+	b.Queue(`
 		SELECT e.id, e.tenant_id, e.time, e.queue_id, e.message_id, e.sender, e.recipient, e.event, e.status, e.detail,
 			e.client_ip, e.subject, e.size,
 			e.event = 'Received' AND NOT EXISTS (SELECT 1 FROM trace_events p
-				WHERE p.queue_id = e.queue_id AND p.event = 'Received' AND p.id < e.id)
-		FROM trace_events e WHERE e.id > $1 ORDER BY e.id LIMIT $2`, afterID, limit)
-	list, err := collect(rows, err, func(row scanner) (m store.MeterEvent, err error) {
-		var t int64
-		e := &m.Event
-		err = row.Scan(&e.ID, &e.TenantID, &t, &e.QueueID, &e.MessageID, &e.Sender, &e.Recipient, &e.Event, &e.Status, &e.Detail,
-			&e.ClientIP, &e.Subject, &e.Size, &m.FirstReceived)
-		e.Time = fromNanos(t)
-		return m, err
+				WHERE p.queue_id = e.queue_id AND p.event = 'Received' AND p.id + 0 < e.id)
+		FROM trace_events e WHERE e.id > $1 ORDER BY e.id LIMIT $2`, afterID, limit).Query(func(rows pgx.Rows) error {
+		var err error
+		list, err = collect(rows, nil, func(row scanner) (m store.MeterEvent, err error) {
+			var t int64
+			e := &m.Event
+			err = row.Scan(&e.ID, &e.TenantID, &t, &e.QueueID, &e.MessageID, &e.Sender, &e.Recipient, &e.Event, &e.Status, &e.Detail,
+				&e.ClientIP, &e.Subject, &e.Size, &m.FirstReceived)
+			e.Time = fromNanos(t)
+			return m, err
+		})
+		return err
 	})
-	if err != nil {
+	if err := s.batch(ctx, b); err != nil {
 		return nil, fmt.Errorf("reading trace for metering: %w", err)
 	}
 	return list, nil
