@@ -563,7 +563,9 @@ if [[ ${#PHASE1[@]} -gt 0 ]]; then
 fi
 
 # med NAME WORKLOAD FIELD: the median over the runs.
-med() { grep "^$1 $2 " "$RESULTS" | grep -v '"failed"' | field "$3" | median; }
+# med TARGET WORKLOAD FIELD: the median of a field over the runs; empty
+# (not an error) when the workload was not run.
+med() { { grep "^$1 $2 " "$RESULTS" || true; } | { grep -v '"failed"' || true; } | field "$3" | median; }
 
 if selected HALF; then
 	for t in hve pg; do
