@@ -89,6 +89,13 @@ func buildHVE(out string) error {
 	return nil
 }
 
+// underCI reports whether the tests run in CI (CI set, and not to false
+// or 0), where a missing program or privilege is a failure, not a skip.
+func underCI() bool {
+	ci := os.Getenv("CI")
+	return ci != "" && ci != "false" && ci != "0"
+}
+
 // requireTool returns the path of a client program. When it is missing the
 // test fails under CI (CI is set) and is skipped otherwise.
 func requireTool(t *testing.T, name, aptPackage string) string {
@@ -98,7 +105,7 @@ func requireTool(t *testing.T, name, aptPackage string) string {
 		return p
 	}
 	msg := fmt.Sprintf("%s not found on PATH; install it with: apt-get install %s", name, aptPackage)
-	if ci := os.Getenv("CI"); ci != "" && ci != "false" && ci != "0" {
+	if underCI() {
 		t.Fatal(msg + " (CI is set, so a missing client is a failure)")
 	}
 	t.Skip(msg)

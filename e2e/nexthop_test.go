@@ -35,7 +35,7 @@ func requireRoot(t *testing.T, what string) {
 		return
 	}
 	msg := what + " must be started as root; run the end-to-end tests as root"
-	if ci := os.Getenv("CI"); ci != "" && ci != "false" && ci != "0" {
+	if underCI() {
 		t.Fatal(msg + " (CI is set, so this is a failure)")
 	}
 	t.Skip(msg)
@@ -321,7 +321,7 @@ func startDovecot(t *testing.T, users ...string) *dovecot {
 	requireTool(t, "dovecot", "dovecot-core dovecot-lmtpd")
 	if _, err := os.Stat("/usr/lib/dovecot/lmtp"); err != nil {
 		msg := "Dovecot's LMTP server is not installed; install it with: apt-get install dovecot-lmtpd"
-		if ci := os.Getenv("CI"); ci != "" && ci != "false" && ci != "0" {
+		if underCI() {
 			t.Fatal(msg + " (CI is set, so a missing server is a failure)")
 		}
 		t.Skip(msg)

@@ -20,48 +20,44 @@ import (
 type routeTable struct {
 	store    Store
 	byTenant map[int64][]directory.Route
-	entries  map[string]lookupResult
-	domains  map[string]domainResult
+	entries  map[string]answer[directory.Entry]
+	domains  map[string]answer[directory.Domain]
 }
 
-type lookupResult struct {
-	entry directory.Entry
-	err   error
-}
-
-type domainResult struct {
-	domain directory.Domain
-	err    error
+// answer is a directory read remembered for a pass: the value, or
+// ErrNotFound.
+type answer[T any] struct {
+	v   T
+	err error
 }
 
 func newRouteTable(s Store) *routeTable {
 	return &routeTable{store: s, byTenant: map[int64][]directory.Route{},
-		entries: map[string]lookupResult{}, domains: map[string]domainResult{}}
+		entries: map[string]answer[directory.Entry]{}, domains: map[string]answer[directory.Domain]{}}
 }
 
-// lookup is the store's Lookup, remembered for the pass: answers and
-// ErrNotFound (other errors are not kept, so the next message asks again).
+// remember answers key from seen, else reads it with read and keeps the
+// answer: a value or ErrNotFound (other errors are not kept, so the next
+// message asks again).
+func remember[T any](ctx context.Context, seen map[string]answer[T], key string, read func(context.Context, string) (T, error)) (T, error) {
+	if a, ok := seen[key]; ok {
+		return a.v, a.err
+	}
+	v, err := read(ctx, key)
+	if err == nil || errors.Is(err, store.ErrNotFound) {
+		seen[key] = answer[T]{v, err}
+	}
+	return v, err
+}
+
+// lookup is the store's Lookup, remembered for the pass.
 func (t *routeTable) lookup(ctx context.Context, address string) (directory.Entry, error) {
-	if r, ok := t.entries[address]; ok {
-		return r.entry, r.err
-	}
-	e, err := t.store.Lookup(ctx, address)
-	if err == nil || errors.Is(err, store.ErrNotFound) {
-		t.entries[address] = lookupResult{e, err}
-	}
-	return e, err
+	return remember(ctx, t.entries, address, t.store.Lookup)
 }
 
-// domain is the store's DomainByName, remembered for the pass as lookup is.
+// domain is the store's DomainByName, remembered for the pass.
 func (t *routeTable) domain(ctx context.Context, name string) (directory.Domain, error) {
-	if r, ok := t.domains[name]; ok {
-		return r.domain, r.err
-	}
-	d, err := t.store.DomainByName(ctx, name)
-	if err == nil || errors.Is(err, store.ErrNotFound) {
-		t.domains[name] = domainResult{d, err}
-	}
-	return d, err
+	return remember(ctx, t.domains, name, t.store.DomainByName)
 }
 
 // route returns the domain's own route, else the tenant's default route,

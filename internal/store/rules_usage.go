@@ -60,3 +60,35 @@ func (a Alert) TraceEvent() trace.Event {
 	return trace.Event{TenantID: a.TenantID, Time: a.Time, Sender: strings.ToLower(a.Account), Event: trace.EventAlert,
 		Detail: a.Kind + ": " + a.Message}
 }
+
+// DetailQueueIDs lists the queue ids of a detailed report page's anchors
+// (a message's first Received event), leaving out refusals, which have
+// none.
+func DetailQueueIDs(anchors []DetailRow) []string {
+	var ids []string
+	for _, a := range anchors {
+		if a.QueueID != "" {
+			ids = append(ids, a.QueueID)
+		}
+	}
+	return ids
+}
+
+// MergeDetailRows makes a detailed report page from its anchors and the
+// rows of their messages' recipients by queue id: a refusal is its own row,
+// a message one row per recipient, each with the anchor's id and time so
+// that pages follow the anchors' order.
+func MergeDetailRows(anchors []DetailRow, recipients map[string][]DetailRow) []DetailRow {
+	list := []DetailRow{}
+	for _, a := range anchors {
+		if a.QueueID == "" {
+			list = append(list, a)
+			continue
+		}
+		for _, r := range recipients[a.QueueID] {
+			r.ID, r.Time, r.Received = a.ID, a.Time, a.Time
+			list = append(list, r)
+		}
+	}
+	return list
+}

@@ -338,18 +338,7 @@ func (s *Store) DetailRows(ctx context.Context, q store.DetailQuery) ([]store.De
 	if err != nil {
 		return nil, err
 	}
-	list := []store.DetailRow{}
-	for _, a := range anchors {
-		if a.QueueID == "" {
-			list = append(list, a) // a refusal is its own row
-			continue
-		}
-		for _, r := range recipients[a.QueueID] {
-			r.ID, r.Time, r.Received = a.ID, a.Time, a.Time
-			list = append(list, r)
-		}
-	}
-	return list, nil
+	return store.MergeDetailRows(anchors, recipients), nil
 }
 
 // detailRecipients returns the rows of the anchors' messages by queue id:
@@ -357,12 +346,7 @@ func (s *Store) DetailRows(ctx context.Context, q store.DetailQuery) ([]store.De
 // the order they appeared, with the latest event's status.
 func (s *Store) detailRecipients(ctx context.Context, tenantID int64, anchors []store.DetailRow) (map[string][]store.DetailRow, error) {
 	byQueue := map[string][]store.DetailRow{}
-	var ids []string
-	for _, a := range anchors {
-		if a.QueueID != "" {
-			ids = append(ids, a.QueueID)
-		}
-	}
+	ids := store.DetailQueueIDs(anchors)
 	if len(ids) == 0 {
 		return byQueue, nil
 	}

@@ -372,18 +372,7 @@ func (s *Store) DetailRows(ctx context.Context, q store.DetailQuery) ([]store.De
 	if err != nil {
 		return nil, err
 	}
-	list := []store.DetailRow{}
-	for _, a := range anchors {
-		if a.QueueID == "" {
-			list = append(list, a) // a refusal is its own row
-			continue
-		}
-		for _, r := range recipients[a.QueueID] {
-			r.ID, r.Time, r.Received = a.ID, a.Time, a.Time
-			list = append(list, r)
-		}
-	}
-	return list, nil
+	return store.MergeDetailRows(anchors, recipients), nil
 }
 
 // detailRecipients returns the rows of the anchors' messages by queue id:
@@ -391,18 +380,16 @@ func (s *Store) DetailRows(ctx context.Context, q store.DetailQuery) ([]store.De
 // the order they appeared, with the latest event's status.
 func (s *Store) detailRecipients(ctx context.Context, tenantID int64, anchors []store.DetailRow) (map[string][]store.DetailRow, error) {
 	byQueue := map[string][]store.DetailRow{}
-	var ids []any
-	for _, a := range anchors {
-		if a.QueueID != "" {
-			ids = append(ids, a.QueueID)
-		}
-	}
+	ids := store.DetailQueueIDs(anchors)
 	if len(ids) == 0 {
 		return byQueue, nil
 	}
 	// The tenant is checked, not searched on ("+" keeps SQLite from
 	// walking the tenant's index instead of the queue ids').
-	args := append([]any{tenantID}, ids...)
+	args := []any{tenantID}
+	for _, id := range ids {
+		args = append(args, id)
+	}
 	rows, err := s.r.QueryContext(ctx, `
 		SELECT e.queue_id, e.message_id, e.sender, e.recipient, e.subject, e.size, l.status, l.event, l.time, l.detail
 		FROM trace_events e
