@@ -546,7 +546,7 @@ if [[ ${#PHASE1[@]} -gt 0 ]]; then
 			[[ ${STATE[$t]} == up ]] || continue
 			for w in "${PHASE1[@]}"; do
 				PROF_PID=
-				if [[ $PROFILE == 1 && $run == 1 && ($w == W1 || $w == W4) ]] && is_node "$t"; then
+				if [[ $PROFILE == 1 && $run == 1 ]] && is_node "$t"; then
 					profile_bg "$t" "$w"
 				fi
 				# shellcheck disable=SC2046 # flags are meant to split
