@@ -27,7 +27,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"hve/internal/directory"
@@ -59,12 +61,29 @@ type bodiesReader interface {
 // they are relayed, so that a pass never holds many of them at once.
 const bodyBatchMax = 64 << 10
 
-// Worker delivers queued messages.
+// Worker delivers queued messages: those the spool hands over as it
+// stores them (see Reserve), and those it claims from the queue (retries,
+// messages of nodes that died, messages stored while the hand-over was
+// full).
 type Worker struct {
 	store Store
 	owner string
 	log   *slog.Logger
 	wake  chan struct{}
+	// claimWanted asks the next pass to claim from the queue even if the
+	// last claim found nothing less than Poll ago: unleased messages were
+	// stored, or an admin asked for a retry.
+	claimWanted atomic.Bool
+	// lastClaim is when the last claim found nothing (zero after one that
+	// found messages: there may be more, and before the first). Used by
+	// the goroutine of Run only.
+	lastClaim time.Time
+
+	// handed are the messages the spool leased to this worker, in the
+	// order they were stored, and their bytes; guarded by hmu.
+	hmu         sync.Mutex
+	handed      []handedMessage
+	handedBytes int64
 
 	// BatchSize messages are claimed at once; their local deliveries are
 	// recorded in one transaction.
@@ -83,6 +102,11 @@ type Worker struct {
 	// Concurrency bounds the messages being relayed at once (each next
 	// hop is further bounded by its route's connection limit).
 	Concurrency int
+	// MaxHanded and MaxHandedBytes bound the messages (and their bytes)
+	// that the spool may hand over and that wait in memory for delivery;
+	// beyond them new messages are stored unleased and claimed in turn.
+	MaxHanded      int
+	MaxHandedBytes int64
 	// Now is the clock of due times, retries and trace events; tests set
 	// it to control time.
 	Now func() time.Time
@@ -92,13 +116,114 @@ type Worker struct {
 func NewWorker(s Store, owner string, log *slog.Logger) *Worker {
 	return &Worker{store: s, owner: owner, log: log, wake: make(chan struct{}, 1),
 		BatchSize: 256, Lease: 5 * time.Minute, Poll: 2 * time.Second, Retry: DefaultRetry(),
-		Relay: NewRelay("localhost", log), Concurrency: 64, Now: time.Now}
+		Relay: NewRelay("localhost", log), Concurrency: 64, MaxHanded: 4096, MaxHandedBytes: 64 << 20, Now: time.Now}
+}
+
+// handedMessage is a message the spool handed over, and when (on the real
+// clock, as the relay's deadlines are).
+type handedMessage struct {
+	m  *queue.Message
+	at time.Time
+}
+
+// Reserve is the spool's Handoff: it leases the messages of a batch about to
+// be stored to this worker, as long as those waiting in memory stay within
+// MaxHanded and MaxHandedBytes. Paced messages are left to claims: they are
+// not due yet.
+func (w *Worker) Reserve(batch []*queue.Message) {
+	until := w.now().Add(w.Lease)
+	w.hmu.Lock()
+	defer w.hmu.Unlock()
+	// The spool calls Reserve and Queued in turn from one goroutine, and
+	// between the two the messages waiting only decrease: counting from
+	// here keeps the bounds.
+	n, size := len(w.handed), w.handedBytes
+	for _, m := range batch {
+		if !m.NotBefore.IsZero() || n >= w.MaxHanded || size+m.Size > w.MaxHandedBytes {
+			continue
+		}
+		m.LeaseOwner, m.LeaseUntil = w.owner, until
+		n++
+		size += m.Size
+	}
+}
+
+// Queued is the spool's Handoff: the batch is stored, and the messages
+// leased to this worker wait in memory for its next pass.
+func (w *Worker) Queued(batch []*queue.Message) {
+	at := time.Now()
+	unleased := false
+	w.hmu.Lock()
+	for _, m := range batch {
+		if m.LeaseOwner != w.owner {
+			unleased = true
+			continue
+		}
+		w.handed = append(w.handed, handedMessage{m: m, at: at})
+		w.handedBytes += m.Size
+	}
+	w.hmu.Unlock()
+	if unleased {
+		w.claimWanted.Store(true)
+	}
+	w.signal()
+}
+
+// takeHanded takes up to BatchSize handed messages, each with its
+// recipients due, and returns the deadline of their relaying: three
+// quarters of the lease after the oldest was handed over, as for a claimed
+// batch. A message handed over longer ago is left to its lease: once it
+// runs out, a claim delivers it.
+func (w *Worker) takeHanded() ([]*queue.Message, time.Time) {
+	w.hmu.Lock()
+	n := min(len(w.handed), max(w.BatchSize, 1))
+	taken := w.handed[:n:n]
+	w.handed = w.handed[n:]
+	for _, h := range taken {
+		w.handedBytes -= h.m.Size
+	}
+	w.hmu.Unlock()
+	var msgs []*queue.Message
+	var deadline time.Time
+	now := time.Now()
+	for _, h := range taken {
+		end := h.at.Add(w.Lease * 3 / 4)
+		if !now.Before(end) {
+			w.log.Warn("handed-over message waited too long; it is delivered once its lease runs out", "queue_id", h.m.QueueID)
+			continue
+		}
+		if deadline.IsZero() || end.Before(deadline) {
+			deadline = end
+		}
+		msgs = append(msgs, withDue(h.m))
+	}
+	return msgs, deadline
+}
+
+// withDue gives a message just stored its recipients as a claim would:
+// every envelope recipient pending, due at once, each address once.
+func withDue(m *queue.Message) *queue.Message {
+	m.Due = make([]queue.Recipient, 0, len(m.Recipients))
+	for _, addr := range m.Recipients {
+		if !slices.ContainsFunc(m.Due, func(r queue.Recipient) bool { return r.Address == addr }) {
+			m.Due = append(m.Due, queue.Recipient{Address: addr, State: queue.RecipientPending,
+				NextAttemptAt: m.ReceivedAt, UpdatedAt: m.ReceivedAt})
+		}
+	}
+	return m
 }
 
 func (w *Worker) now() time.Time { return w.Now() }
 
-// Wake tells the worker new messages are queued. It never blocks.
+// Wake tells the worker that messages in the queue may be due: its next
+// pass claims. It never blocks.
 func (w *Worker) Wake() {
+	w.claimWanted.Store(true)
+	w.signal()
+}
+
+// signal starts the worker's next pass. It never blocks.
+func (w *Worker) signal() {
 	select {
 	case w.wake <- struct{}{}:
 	default:
@@ -124,7 +249,7 @@ func (w *Worker) Run(ctx context.Context) {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
-		n, err := w.RunOnce(ctx)
+		n, err := w.pass(ctx, w.claimDue())
 		if err != nil && ctx.Err() == nil {
 			w.log.Error("delivery pass failed", "err", err)
 		}
@@ -142,17 +267,49 @@ func (w *Worker) Run(ctx context.Context) {
 	}
 }
 
-// RunOnce claims one batch of due messages and delivers it: local
-// deliveries are recorded in one transaction, then each relayed message's
-// outcome as soon as its transactions with the next hops end (outcomes
-// that are ready together share a commit). It returns how many messages
+// RunOnce delivers one batch of the messages handed over by the spool, if
+// any, and one batch claimed from the queue. It returns how many messages
 // it handled.
 func (w *Worker) RunOnce(ctx context.Context) (int, error) {
+	return w.pass(ctx, true)
+}
+
+// pass is RunOnce, with the claim made only if claim is set.
+func (w *Worker) pass(ctx context.Context, claim bool) (int, error) {
+	n := 0
+	if msgs, deadline := w.takeHanded(); len(msgs) > 0 {
+		n = len(msgs)
+		if err := w.deliver(ctx, msgs, deadline); err != nil {
+			return n, err
+		}
+	}
+	if !claim {
+		return n, nil
+	}
 	started := time.Now()
 	msgs, err := w.store.Claim(ctx, w.owner, w.now(), w.BatchSize, w.Lease)
 	if err != nil || len(msgs) == 0 {
-		return 0, err
+		w.lastClaim = started
+		return n, err
 	}
+	w.lastClaim = time.Time{}
+	return n + len(msgs), w.deliver(ctx, msgs, started.Add(w.Lease*3/4))
+}
+
+// claimDue says whether Run's next pass claims from the queue: when the
+// last claim found messages (there may be more), when Wake asked for it,
+// or Poll after the last claim that found none. Handed-over messages
+// alone wake the worker far more often than that.
+func (w *Worker) claimDue() bool {
+	return w.claimWanted.Swap(false) || w.lastClaim.IsZero() || time.Since(w.lastClaim) >= w.Poll
+}
+
+// deliver delivers a batch of leased messages: local deliveries are
+// recorded in one transaction, then each relayed message's outcome as soon
+// as its transactions with the next hops end (outcomes that are ready
+// together share a commit). Relaying stops at deadline, before the lease
+// runs out.
+func (w *Worker) deliver(ctx context.Context, msgs []*queue.Message, deadline time.Time) error {
 	routes := newRouteTable(w.store)
 	var local []store.Delivery
 	var relayed []*plan
@@ -172,17 +329,15 @@ func (w *Worker) RunOnce(ctx context.Context) (int, error) {
 	}
 	if len(local) > 0 {
 		if err := w.store.Finish(ctx, local); err != nil {
-			return 0, err
+			return err
 		}
 	}
 	if len(relayed) > 0 {
-		relayCtx, cancel := context.WithDeadline(ctx, started.Add(w.Lease*3/4))
+		relayCtx, cancel := context.WithDeadline(ctx, deadline)
 		defer cancel()
-		if err := w.relayAll(relayCtx, ctx, relayed); err != nil {
-			return len(msgs), err
-		}
+		return w.relayAll(relayCtx, ctx, relayed)
 	}
-	return len(msgs), nil
+	return nil
 }
 
 // plan resolves every due recipient of m.

@@ -131,6 +131,16 @@ var seq atomic.Int64
 // would, and returns it.
 func (f *fixture) enqueue(rcpts ...string) *queue.Message {
 	f.t.Helper()
+	m, events := f.message(rcpts...)
+	if err := f.st.Enqueue(context.Background(), []*queue.Message{m}, events); err != nil {
+		f.t.Fatalf("Enqueue: %v", err)
+	}
+	return m
+}
+
+// message makes a message of the default tenant to rcpts and its Received
+// events, as submission would, without queueing it.
+func (f *fixture) message(rcpts ...string) (*queue.Message, []trace.Event) {
 	now := f.w.Now()
 	n := seq.Add(1)
 	body := fmt.Sprintf("From: %s\r\nSubject: test %d\r\n\r\nhello\r\n", sender, n)
@@ -144,10 +154,7 @@ func (f *fixture) enqueue(rcpts ...string) *queue.Message {
 		events = append(events, trace.Event{TenantID: m.TenantID, Time: now, QueueID: m.QueueID, MessageID: m.MessageID, Sender: m.Sender,
 			Recipient: r, Event: trace.EventReceived, Status: trace.StatusPending, Detail: "queued", ClientIP: m.ClientIP, Subject: m.Subject, Size: m.Size})
 	}
-	if err := f.st.Enqueue(context.Background(), []*queue.Message{m}, events); err != nil {
-		f.t.Fatalf("Enqueue: %v", err)
-	}
-	return m
+	return m, events
 }
 
 // runOnce runs one delivery pass, which must succeed and handle want messages.

@@ -29,6 +29,13 @@ type Message struct {
 	// NotBefore delays the first delivery attempt (pacing of mailboxes
 	// over their message rate); zero means at once.
 	NotBefore time.Time
+	// LeaseOwner and LeaseUntil, when set at Enqueue, store the new message
+	// already leased: the node that accepted it delivers it from memory
+	// (the spool hands it over to its delivery worker) without claiming it
+	// or reading it back. Should that node die, the lease runs out and any
+	// node claims the message, as after any lease.
+	LeaseOwner string
+	LeaseUntil time.Time
 	// Body is the whole message as it will be delivered (hve's headers
 	// included). It is nil for messages claimed for delivery: local delivery
 	// does not need it, and relays load it on their own.

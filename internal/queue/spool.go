@@ -16,6 +16,20 @@ type Writer interface {
 	Enqueue(ctx context.Context, msgs []*Message, events []trace.Event) error
 }
 
+// Handoff hears of every batch the spool writes, so that the delivery
+// worker of this node can take new messages from memory: they are leased to
+// it as they are stored, and it neither claims them nor reads them back.
+type Handoff interface {
+	// Reserve is called with a batch before it is written. It may lease
+	// messages of it by setting their LeaseOwner and LeaseUntil; the
+	// others are stored free, for any node to claim.
+	Reserve(batch []*Message)
+	// Queued is called with the batch once it is durable; a batch that
+	// failed to be written is not passed on (its leases were never
+	// stored).
+	Queued(batch []*Message)
+}
+
 // ErrClosed is returned by Spool.Submit after Close.
 var ErrClosed = errors.New("spool is closed")
 
@@ -25,9 +39,8 @@ var ErrClosed = errors.New("spool is closed")
 // throughput grows with concurrency instead of being capped by fsync latency.
 type Spool struct {
 	w Writer
-	// OnQueued, if set, is called after each committed batch with its
-	// messages (delivery uses it to start at once instead of polling).
-	onQueued func([]*Message)
+	// handoff, if set, hears of each batch (see Handoff).
+	handoff Handoff
 	reqs     chan *submission
 	maxBatch int
 	maxBytes int64
@@ -48,11 +61,11 @@ type submission struct {
 	result chan error
 }
 
-// NewSpool starts a spool writing through w. onQueued may be nil.
-func NewSpool(w Writer, onQueued func([]*Message), log *slog.Logger) *Spool {
+// NewSpool starts a spool writing through w. h may be nil.
+func NewSpool(w Writer, h Handoff, log *slog.Logger) *Spool {
 	s := &Spool{
 		w:        w,
-		onQueued: onQueued,
+		handoff:  h,
 		reqs:     make(chan *submission, 1024),
 		maxBatch: 256,
 		maxBytes: 64 << 20,
@@ -145,6 +158,9 @@ func (s *Spool) commit(batch []*submission) {
 		msgs[i] = sub.msg
 		events = append(events, sub.events...)
 	}
+	if s.handoff != nil {
+		s.handoff.Reserve(msgs)
+	}
 	// The commit must not be cut short by one client hanging up: the others
 	// in the batch are waiting for it.
 	err := s.w.Enqueue(context.Background(), msgs, events)
@@ -155,7 +171,7 @@ func (s *Spool) commit(batch []*submission) {
 	for _, sub := range batch {
 		sub.result <- err
 	}
-	if err == nil && s.onQueued != nil {
-		s.onQueued(msgs)
+	if err == nil && s.handoff != nil {
+		s.handoff.Queued(msgs)
 	}
 }

@@ -96,6 +96,13 @@ func pileUp(t *testing.T, s *Spool, w *fakeWriter, n int, size int64) chan submi
 	return results
 }
 
+// queuedFunc is a Handoff that leases nothing and calls itself with
+// every batch written.
+type queuedFunc func([]*Message)
+
+func (f queuedFunc) Reserve([]*Message)      {}
+func (f queuedFunc) Queued(batch []*Message) { f(batch) }
+
 type submitResult struct {
 	msg *Message
 	err error
@@ -105,13 +112,13 @@ func TestSpoolGroupCommit(t *testing.T) {
 	w := newFakeWriter()
 	var mu sync.Mutex
 	var queued []string
-	s := NewSpool(w, func(msgs []*Message) {
+	s := NewSpool(w, queuedFunc(func(msgs []*Message) {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, m := range msgs {
 			queued = append(queued, m.QueueID)
 		}
-	}, discard)
+	}), discard)
 	defer s.Close()
 
 	results := pileUp(t, s, w, 50, 100)
@@ -130,7 +137,7 @@ func TestSpoolGroupCommit(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	if len(queued) != 51 {
-		t.Errorf("onQueued saw %d messages, want 51", len(queued))
+		t.Errorf("Queued saw %d messages, want 51", len(queued))
 	}
 }
 
@@ -174,11 +181,11 @@ func TestSpoolWriterErrorReachesEverySubmitter(t *testing.T) {
 	}
 	var queued int
 	var mu sync.Mutex
-	s := NewSpool(w, func(msgs []*Message) {
+	s := NewSpool(w, queuedFunc(func(msgs []*Message) {
 		mu.Lock()
 		queued += len(msgs)
 		mu.Unlock()
-	}, discard)
+	}), discard)
 	defer s.Close()
 
 	results := pileUp(t, s, w, 20, 100)
@@ -201,7 +208,7 @@ func TestSpoolWriterErrorReachesEverySubmitter(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	if queued != 1 {
-		t.Errorf("onQueued saw %d messages, want only the 1 committed", queued)
+		t.Errorf("Queued saw %d messages, want only the 1 committed", queued)
 	}
 }
 

@@ -196,7 +196,9 @@ func (s *Server) start(ctx context.Context) (err error) {
 	if cfg.Delivery.Lease > 0 {
 		worker.Lease = cfg.Delivery.Lease
 	}
-	s.spool = queue.NewSpool(s.Store, func([]*queue.Message) { worker.Wake() }, s.log.With("part", "spool"))
+	// The spool hands new messages to the worker: they are stored leased
+	// to it and delivered from memory.
+	s.spool = queue.NewSpool(s.Store, worker, s.log.With("part", "spool"))
 	s.recorder = trace.NewRecorder(s.Store, s.log.With("part", "trace"))
 	s.wg.Add(1)
 	go func() {

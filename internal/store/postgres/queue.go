@@ -22,6 +22,7 @@ func (s *Store) Enqueue(ctx context.Context, msgs []*queue.Message, events []tra
 	var (
 		queueID, sender, rcpts, messageID, subject, clientIP = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 		tenant, account, mailbox, size, received, due        = make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+		leaseOwner, leaseUntil                               = make([]string, n), make([]int64, n)
 		bodies                                               = make([][]byte, n)
 	)
 	var r struct { // one entry per envelope recipient
@@ -40,6 +41,7 @@ func (s *Store) Enqueue(ctx context.Context, msgs []*queue.Message, events []tra
 		}
 		queueID[i], tenant[i], account[i], mailbox[i], sender[i], rcpts[i] = m.QueueID, m.TenantID, m.AccountID, m.MailboxID, m.Sender, jsonList(m.Recipients)
 		messageID[i], subject[i], clientIP[i], size[i], received[i], due[i] = m.MessageID, m.Subject, m.ClientIP, m.Size, nanos(m.ReceivedAt), nanos(d)
+		leaseOwner[i], leaseUntil[i] = m.LeaseOwner, nanos(m.LeaseUntil)
 		bodies[i] = m.Body
 		if bodies[i] == nil {
 			bodies[i] = []byte{} // the column is NOT NULL; nil is an empty message
@@ -57,11 +59,12 @@ func (s *Store) Enqueue(ctx context.Context, msgs []*queue.Message, events []tra
 	}
 	b := &pgx.Batch{}
 	b.Queue(`INSERT INTO messages
-		(queue_id, tenant_id, account_id, mailbox_id, sender, recipients, message_id, subject, client_ip, size, received_at, state, next_attempt_at)
-		SELECT q, t, a, mb, s, r::jsonb, mid, subj, ip, sz, rcv, 'queued', due
+		(queue_id, tenant_id, account_id, mailbox_id, sender, recipients, message_id, subject, client_ip, size, received_at, state, next_attempt_at,
+			lease_owner, lease_until)
+		SELECT q, t, a, mb, s, r::jsonb, mid, subj, ip, sz, rcv, 'queued', due, lo, lu
 		FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
-			$10::bigint[], $11::bigint[], $12::bigint[]) AS u(q, t, a, mb, s, r, mid, subj, ip, sz, rcv, due)`,
-		queueID, tenant, account, mailbox, sender, rcpts, messageID, subject, clientIP, size, received, due)
+			$10::bigint[], $11::bigint[], $12::bigint[], $13::text[], $14::bigint[]) AS u(q, t, a, mb, s, r, mid, subj, ip, sz, rcv, due, lo, lu)`,
+		queueID, tenant, account, mailbox, sender, rcpts, messageID, subject, clientIP, size, received, due, leaseOwner, leaseUntil)
 	b.Queue(`INSERT INTO message_bodies (queue_id, body) SELECT * FROM unnest($1::text[], $2::bytea[])`, queueID, bodies)
 	// An address twice in one envelope is one recipient (its first
 	// place counts).

@@ -66,8 +66,9 @@ func (q *queueStmts) close() error {
 
 const (
 	insMessageSQL = `INSERT INTO messages
-		(queue_id, tenant_id, account_id, mailbox_id, sender, recipients, message_id, subject, client_ip, size, received_at, state, next_attempt_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)`
+		(queue_id, tenant_id, account_id, mailbox_id, sender, recipients, message_id, subject, client_ip, size, received_at, state, next_attempt_at,
+			lease_owner, lease_until)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)`
 	insBodySQL = `INSERT INTO message_bodies (queue_id, body) VALUES (?, ?)`
 	// An address twice in one envelope is one recipient.
 	insRcptSQL = `INSERT INTO queue_recipients (queue_id, recipient, seq, state, next_attempt_at, updated_at)
@@ -97,7 +98,7 @@ func (s *Store) Enqueue(ctx context.Context, msgs []*queue.Message, events []tra
 				due = m.NotBefore
 			}
 			_, err = ins.ExecContext(ctx, m.QueueID, m.TenantID, m.AccountID, m.MailboxID, m.Sender, string(rcpts), m.MessageID, m.Subject,
-				m.ClientIP, m.Size, nanos(m.ReceivedAt), nanos(due))
+				m.ClientIP, m.Size, nanos(m.ReceivedAt), nanos(due), m.LeaseOwner, nanos(m.LeaseUntil))
 			if err == nil {
 				_, err = insBody.ExecContext(ctx, m.QueueID, m.Body)
 			}
