@@ -40,7 +40,7 @@ var ErrClosed = errors.New("spool is closed")
 type Spool struct {
 	w Writer
 	// handoff, if set, hears of each batch (see Handoff).
-	handoff Handoff
+	handoff  Handoff
 	reqs     chan *submission
 	maxBatch int
 	maxBytes int64
