@@ -462,7 +462,9 @@ func (r *Relay) transaction(ctx context.Context, s *session, from string, rcpts 
 		}
 		opts.UTF8 = true
 	}
-	rcptErrs, err := s.c.MailRcpts(from, opts, rcpts)
+	// MAIL, the RCPTs and DATA go out together where the next hop allows
+	// pipelining: two round trips per message.
+	rcptErrs, w, dataErr, err := s.c.MailRcptsData(from, opts, rcpts)
 	if err != nil {
 		var se *smtp.SMTPError
 		if errors.As(err, &se) {
@@ -484,19 +486,20 @@ func (r *Relay) transaction(ctx context.Context, s *session, from string, rcpts 
 		}
 	}
 	if len(accepted) == 0 {
+		if w != nil {
+			// DATA taken with no recipient: an empty message ends it.
+			w.Close()
+		}
 		return results, s.c.Reset() == nil, false
 	}
-
-	w, err := s.c.Data()
-	if err != nil {
-		var se *smtp.SMTPError
-		if errors.As(err, &se) {
+	if w == nil {
+		if se := (*smtp.SMTPError)(nil); errors.As(dataErr, &se) {
 			for _, i := range accepted {
 				results[i] = verdict(se)
 			}
 			return results, s.c.Reset() == nil, false
 		}
-		lost(accepted, "at DATA (the message was not sent)", err)
+		lost(accepted, "at DATA (the message was not sent)", dataErr)
 		return results, false, false
 	}
 	if _, err := w.Write(body); err != nil {

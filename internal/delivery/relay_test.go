@@ -325,6 +325,12 @@ func TestTransactionReplies(t *testing.T) {
 			queue.RecipientDeferred, []string{"451 4.3.0 Queue file write error"}},
 		{"DATA 5xx", script{data: func([]string) *smtp.SMTPError { return reply(554, smtp.EnhancedCode{5, 6, 0}, "Content rejected") }},
 			queue.RecipientFailed, []string{"554 5.6.0 Content rejected"}},
+		// DATA goes out with MAIL and the RCPTs (pipelining): refused
+		// after every recipient was, it must not carry the message.
+		{"every RCPT 5xx", script{rcpt: func(string) *smtp.SMTPError { return reply(550, smtp.EnhancedCode{5, 1, 1}, "No such user") }},
+			queue.RecipientFailed, []string{"550 5.1.1 No such user"}},
+		{"every RCPT 4xx", script{rcpt: func(string) *smtp.SMTPError { return reply(451, smtp.EnhancedCode{4, 3, 0}, "Try later") }},
+			queue.RecipientDeferred, []string{"451 4.3.0 Try later"}},
 		{"drop at MAIL", script{drop: dropAtMail}, queue.RecipientDeferred, []string{"connection to the next hop lost", "nothing was sent"}},
 		{"drop at RCPT", script{drop: dropAtRcpt}, queue.RecipientDeferred, []string{"connection to the next hop lost"}},
 		{"drop after DATA", script{drop: dropAfterData}, queue.RecipientDeferred, []string{"connection to the next hop lost", "possible duplicate"}},

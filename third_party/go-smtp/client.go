@@ -617,57 +617,87 @@ func (c *Client) rcptCommand(to string, opts *RcptOptions) (string, error) {
 //
 // hve patch: upstream has no pipelining in the client.
 func (c *Client) MailRcpts(from string, opts *MailOptions, to []string) (rcptErrs []error, err error) {
+	rcptErrs, _, _, err = c.mailRcpts(from, opts, to, false)
+	return rcptErrs, err
+}
+
+// MailRcptsData is MailRcpts followed by DATA. With PIPELINING, DATA goes
+// out in the same write as MAIL and the RCPTs (RFC 2920 allows DATA as the
+// last command of a group), so that the message can be written as soon as
+// the replies are read: a whole transaction takes two round trips.
+//
+// err and rcptErrs are as for MailRcpts. When DATA is accepted, w is where
+// the message goes (close it to end the data and read the reply);
+// otherwise w is nil and dataErr says why: the server's refusal (an
+// *SMTPError: 554 or 503 when it accepted no recipient) or, without
+// PIPELINING, a failure of the connection at DATA. Without PIPELINING,
+// DATA is sent only if a recipient was accepted (w and dataErr are nil
+// otherwise).
+//
+// hve patch: not in upstream.
+func (c *Client) MailRcptsData(from string, opts *MailOptions, to []string) (rcptErrs []error, w *DataCommand, dataErr, err error) {
+	return c.mailRcpts(from, opts, to, true)
+}
+
+func (c *Client) mailRcpts(from string, opts *MailOptions, to []string, data bool) (rcptErrs []error, w *DataCommand, dataErr, err error) {
 	if err := c.hello(); err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	mail, err := c.mailCommand(from, opts)
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	lines := make([]string, len(to))
 	for i, rcpt := range to {
 		if lines[i], err = c.rcptCommand(rcpt, nil); err != nil {
-			return nil, err
+			return nil, nil, nil, err
 		}
 	}
 	if _, ok := c.ext["PIPELINING"]; !ok {
 		if _, _, err := c.cmd(250, "%s", mail); err != nil {
-			return nil, err
+			return nil, nil, nil, err
 		}
 		c.rcpts = nil
 		rcptErrs = make([]error, len(to))
 		for i, line := range lines {
 			_, _, err := c.cmd(25, "%s", line)
 			if _, ok := err.(*SMTPError); err != nil && !ok {
-				return rcptErrs, err
+				return rcptErrs, nil, nil, err
 			}
 			rcptErrs[i] = err
 			if err == nil {
 				c.rcpts = append(c.rcpts, to[i])
 			}
 		}
-		return rcptErrs, nil
+		if !data || len(c.rcpts) == 0 {
+			return rcptErrs, nil, nil, nil
+		}
+		w, err := c.Data()
+		return rcptErrs, w, err, nil
 	}
 
 	c.conn.SetDeadline(time.Now().Add(c.CommandTimeout))
 	defer c.conn.SetDeadline(time.Time{})
 	// The commands bypass the textproto pipeline's sequencing: this
 	// goroutine writes them all and then reads every reply in order.
-	w := c.text.W
-	w.WriteString(mail + "\r\n")
+	bw := c.text.W
+	bw.WriteString(mail + "\r\n")
 	for _, line := range lines {
-		w.WriteString(line + "\r\n")
+		bw.WriteString(line + "\r\n")
 	}
-	if err := w.Flush(); err != nil {
-		return nil, err
+	if data {
+		bw.WriteString("DATA\r\n")
+	}
+	if err := bw.Flush(); err != nil {
+		return nil, nil, nil, err
 	}
 	var mailErr error
 	if _, _, err := c.readResponse(250); err != nil {
 		if _, ok := err.(*SMTPError); !ok {
-			return nil, err
+			return nil, nil, nil, err
 		}
-		// The replies to the RCPTs (503: no transaction) must still be
-		// read to keep the connection in step.
+		// The replies to the RCPTs (503: no transaction) and to DATA must
+		// still be read to keep the connection in step.
 		mailErr = err
 	}
 	c.rcpts = nil
@@ -675,17 +705,32 @@ func (c *Client) MailRcpts(from string, opts *MailOptions, to []string) (rcptErr
 	for i := range lines {
 		_, _, err := c.readResponse(25)
 		if _, ok := err.(*SMTPError); err != nil && !ok {
-			return rcptErrs, err
+			return rcptErrs, nil, nil, err
 		}
 		rcptErrs[i] = err
 		if err == nil && mailErr == nil {
 			c.rcpts = append(c.rcpts, to[i])
 		}
 	}
-	if mailErr != nil {
-		return nil, mailErr
+	if data {
+		_, _, err := c.readResponse(354)
+		switch _, refused := err.(*SMTPError); {
+		case err == nil && mailErr == nil:
+			w = &DataCommand{client: c, wc: newDotWriter(c.text.W)}
+		case err == nil:
+			// A server that takes DATA after refusing MAIL gets an empty
+			// message, which it cannot deliver for want of a transaction.
+			(&DataCommand{client: c, wc: newDotWriter(c.text.W)}).Close()
+		case refused:
+			dataErr = err
+		default:
+			return rcptErrs, nil, nil, err
+		}
 	}
-	return rcptErrs, nil
+	if mailErr != nil {
+		return nil, nil, nil, mailErr
+	}
+	return rcptErrs, w, dataErr, nil
 }
 
 // DataCommand is a pending DATA command. DataCommand is an io.WriteCloser.

@@ -51,6 +51,9 @@ type Store struct {
 	// time; funnelling writes through one connection queues them in Go
 	// instead of spinning on SQLITE_BUSY.
 	w *sql.DB
+	// c runs the write transactions (tx) on w, merging those that wait
+	// together into one commit.
+	c *committer
 	// r serves reads concurrently (WAL readers never block the writer).
 	r    *sql.DB
 	lock *os.File
@@ -87,7 +90,7 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 	w.SetMaxOpenConns(1)
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
-	s := &Store{w: w, lock: lock}
+	s := &Store{w: w, c: newCommitter(w), lock: lock}
 	if err := s.migrate(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -152,6 +155,9 @@ func (s *Store) Close() error {
 	if s.r != nil {
 		errs = append(errs, s.r.Close())
 	}
+	if s.c != nil {
+		s.c.close()
+	}
 	if s.w != nil {
 		errs = append(errs, s.w.Close())
 	}
@@ -198,17 +204,10 @@ func (s *Store) migrate(ctx context.Context) error {
 }
 
 // tx runs fn in a write transaction and commits it, mapping SQLite errors to
-// the store's error values.
+// the store's error values. The transaction may share its commit with
+// others that wait at the same time (see committer); fn must not call tx.
 func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return mapErr(err)
-	}
-	if err := fn(tx); err != nil {
-		tx.Rollback()
-		return mapErr(err)
-	}
-	return mapErr(tx.Commit())
+	return s.c.tx(ctx, fn)
 }
 
 // mapErr turns SQLite's constraint and disk-full errors into store errors
