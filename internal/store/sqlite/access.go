@@ -30,7 +30,7 @@ func (s *Store) CreateAuthPolicy(ctx context.Context, p directory.AuthPolicy) (d
 		return p, fmt.Errorf("%w: an authentication policy needs a name", store.ErrInvalid)
 	}
 	p.CreatedAt = time.Now().UTC()
-	res, err := s.w.ExecContext(ctx, `INSERT INTO auth_policies (tenant_id, name, allow_basic_auth_smtp, created_at) VALUES (?, ?, ?, ?)`,
+	res, err := s.exec(ctx, `INSERT INTO auth_policies (tenant_id, name, allow_basic_auth_smtp, created_at) VALUES (?, ?, ?, ?)`,
 		p.TenantID, p.Name, p.AllowBasicAuthSMTP, nanos(p.CreatedAt))
 	if err != nil {
 		return p, fmt.Errorf("authentication policy %q: %w", p.Name, mapErr(err))
@@ -140,7 +140,7 @@ func (s *Store) CreateSecurityGroup(ctx context.Context, g directory.SecurityGro
 		return g, fmt.Errorf("%w: a security group needs a name", store.ErrInvalid)
 	}
 	g.CreatedAt = time.Now().UTC()
-	res, err := s.w.ExecContext(ctx, `INSERT INTO security_groups (tenant_id, name, created_at) VALUES (?, ?, ?)`, g.TenantID, g.Name, nanos(g.CreatedAt))
+	res, err := s.exec(ctx, `INSERT INTO security_groups (tenant_id, name, created_at) VALUES (?, ?, ?)`, g.TenantID, g.Name, nanos(g.CreatedAt))
 	if err != nil {
 		return g, fmt.Errorf("security group %q: %w", g.Name, mapErr(err))
 	}
@@ -599,7 +599,7 @@ func (s *Store) CreateIssuer(ctx context.Context, i directory.Issuer) (directory
 		i.Role = string(directory.MailSend)
 	}
 	i.CreatedAt = time.Now().UTC()
-	res, err := s.w.ExecContext(ctx, `INSERT INTO issuers (tenant_id, url, audience, role, created_at) VALUES (?, ?, ?, ?, ?)`,
+	res, err := s.exec(ctx, `INSERT INTO issuers (tenant_id, url, audience, role, created_at) VALUES (?, ?, ?, ?, ?)`,
 		i.TenantID, i.URL, i.Audience, i.Role, nanos(i.CreatedAt))
 	if err != nil {
 		return i, fmt.Errorf("issuer %s: %w", i.URL, mapErr(err))
@@ -676,7 +676,7 @@ func (s *Store) AddSigningKey(ctx context.Context, k directory.SigningKey) error
 // PruneSigningKeys removes the keys retired before retiredBefore; the
 // current key is never retired, so it stays.
 func (s *Store) PruneSigningKeys(ctx context.Context, retiredBefore time.Time) error {
-	_, err := s.w.ExecContext(ctx, `DELETE FROM signing_keys WHERE retired_at != 0 AND retired_at < ?`, nanos(retiredBefore))
+	_, err := s.exec(ctx, `DELETE FROM signing_keys WHERE retired_at != 0 AND retired_at < ?`, nanos(retiredBefore))
 	if err != nil {
 		return fmt.Errorf("pruning signing keys: %w", mapErr(err))
 	}

@@ -152,7 +152,7 @@ func (s *Store) AddAdminToken(ctx context.Context, k adminauth.Token) (adminauth
 	if k.CreatedAt.IsZero() {
 		k.CreatedAt = time.Now().UTC()
 	}
-	res, err := s.w.ExecContext(ctx, `INSERT INTO admin_tokens (user_id, name, hint, hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)`,
+	res, err := s.exec(ctx, `INSERT INTO admin_tokens (user_id, name, hint, hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)`,
 		k.UserID, k.Name, k.Hint, k.Hash, nanos(k.CreatedAt), nanos(k.ExpiresAt))
 	if err != nil {
 		return k, fmt.Errorf("adding admin token: %w", mapErr(err))
@@ -207,7 +207,7 @@ func (s *Store) RemoveAdminToken(ctx context.Context, userID, id int64) error {
 
 // CreateAdminSession stores a new session.
 func (s *Store) CreateAdminSession(ctx context.Context, a adminauth.Session) error {
-	_, err := s.w.ExecContext(ctx, `INSERT INTO admin_sessions (id_hash, user_id, csrf, created_at, expires_at, last_seen) VALUES (?, ?, ?, ?, ?, ?)`,
+	_, err := s.exec(ctx, `INSERT INTO admin_sessions (id_hash, user_id, csrf, created_at, expires_at, last_seen) VALUES (?, ?, ?, ?, ?, ?)`,
 		a.IDHash, a.UserID, a.CSRF, nanos(a.CreatedAt), nanos(a.ExpiresAt), nanos(a.LastSeen))
 	if err != nil {
 		return fmt.Errorf("storing admin session: %w", mapErr(err))
@@ -231,25 +231,25 @@ func (s *Store) AdminSession(ctx context.Context, idHash string) (adminauth.Sess
 
 // TouchAdminSession records the session's last use.
 func (s *Store) TouchAdminSession(ctx context.Context, idHash string, t time.Time) error {
-	_, err := s.w.ExecContext(ctx, `UPDATE admin_sessions SET last_seen = ? WHERE id_hash = ?`, nanos(t), idHash)
+	_, err := s.exec(ctx, `UPDATE admin_sessions SET last_seen = ? WHERE id_hash = ?`, nanos(t), idHash)
 	return mapErr(err)
 }
 
 // RemoveAdminSession ends a session (sign-out).
 func (s *Store) RemoveAdminSession(ctx context.Context, idHash string) error {
-	_, err := s.w.ExecContext(ctx, `DELETE FROM admin_sessions WHERE id_hash = ?`, idHash)
+	_, err := s.exec(ctx, `DELETE FROM admin_sessions WHERE id_hash = ?`, idHash)
 	return mapErr(err)
 }
 
 // RemoveAdminSessions ends every session of a user.
 func (s *Store) RemoveAdminSessions(ctx context.Context, userID int64) error {
-	_, err := s.w.ExecContext(ctx, `DELETE FROM admin_sessions WHERE user_id = ?`, userID)
+	_, err := s.exec(ctx, `DELETE FROM admin_sessions WHERE user_id = ?`, userID)
 	return mapErr(err)
 }
 
 // PruneAdminSessions removes sessions that expired before t.
 func (s *Store) PruneAdminSessions(ctx context.Context, t time.Time) error {
-	_, err := s.w.ExecContext(ctx, `DELETE FROM admin_sessions WHERE expires_at < ?`, nanos(t))
+	_, err := s.exec(ctx, `DELETE FROM admin_sessions WHERE expires_at < ?`, nanos(t))
 	return mapErr(err)
 }
 
@@ -260,7 +260,7 @@ func (s *Store) AddAudit(ctx context.Context, e audit.Entry) (audit.Entry, error
 	if e.Time.IsZero() {
 		e.Time = time.Now().UTC()
 	}
-	res, err := s.w.ExecContext(ctx, `INSERT INTO audit_log (time, actor, role, via, tenant_id, tenant_name, action, object, method, path, status,
+	res, err := s.exec(ctx, `INSERT INTO audit_log (time, actor, role, via, tenant_id, tenant_name, action, object, method, path, status,
 		request, before, after, remote_addr) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		nanos(e.Time), e.Actor, e.Role, e.Via, e.TenantID, e.Tenant, e.Action, e.Object, e.Method, e.Path, e.Status,
 		string(e.Request), string(e.Before), string(e.After), e.RemoteAddr)

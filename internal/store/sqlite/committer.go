@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
+	"sync"
 )
 
 // errClosed is what a write gets after Close.
@@ -19,9 +21,17 @@ const maxMerged = 32
 // transaction, each in a savepoint of its own, and share its commit: one
 // WAL write and one fsync for the spool's batch of messages, the delivery
 // worker's outcomes, the usage meter's counters and whatever else is
-// writing (group commit across callers). Under load this turns hundreds of
-// commits a second into a few dozen; a transaction alone is run as
-// before, without a savepoint.
+// writing (group commit across callers). A transaction alone is run as
+// it is, without a savepoint.
+//
+// The fsync is not the writer's: the writing connection commits with
+// synchronous=NORMAL (SQLite then writes the WAL without syncing it, and
+// stays safe from corruption), and a second goroutine, the syncer, fsyncs
+// the WAL file after each commit and only then answers the callers. The
+// writer meanwhile runs the next transaction, so that the time of a sync
+// overlaps the work of the next commit instead of adding to it; commits
+// that end while a sync runs share the next one. Nobody hears of a commit
+// before it is durable.
 //
 // Each caller still gets its own outcome: a transaction that fails is
 // rolled back to its savepoint and the others commit. Where SQLite itself
@@ -30,9 +40,17 @@ const maxMerged = 32
 // transaction: their work was never committed, so nothing is done twice.
 type committer struct {
 	db   *sql.DB
+	wal  *walSyncer
 	ops  chan *txOp
 	stop chan struct{}
 	done chan struct{}
+
+	// synced are the committed transactions waiting for the syncer, which
+	// is woken through syncWake; guarded by mu.
+	mu       sync.Mutex
+	unsynced []*txOp
+	syncWake chan struct{}
+	syncDone chan struct{}
 }
 
 // txOp is one caller's write transaction.
@@ -48,9 +66,13 @@ type txResult struct {
 	panicked any
 }
 
-func newCommitter(db *sql.DB) *committer {
-	c := &committer{db: db, ops: make(chan *txOp), stop: make(chan struct{}), done: make(chan struct{})}
+// newCommitter starts a committer writing through db, whose commits are
+// made durable by fsyncing the WAL file through wal.
+func newCommitter(db *sql.DB, wal *walSyncer) *committer {
+	c := &committer{db: db, wal: wal, ops: make(chan *txOp), stop: make(chan struct{}), done: make(chan struct{}),
+		syncWake: make(chan struct{}, 1), syncDone: make(chan struct{})}
 	go c.run()
+	go c.syncer()
 	return c
 }
 
@@ -73,7 +95,8 @@ func (c *committer) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	return r.err
 }
 
-// close stops the committer once the transaction under way is done.
+// close stops the committer once the transaction under way is done and
+// synced.
 func (c *committer) close() {
 	select {
 	case <-c.stop:
@@ -81,9 +104,12 @@ func (c *committer) close() {
 		close(c.stop)
 	}
 	<-c.done
+	<-c.syncDone
 }
 
 func (c *committer) run() {
+	// The syncer ends once it has synced the last commit.
+	defer c.signalSync()
 	defer close(c.done)
 	for {
 		var first *txOp
@@ -162,11 +188,57 @@ func (c *committer) attempt(batch []*txOp) (again []*txOp) {
 			return append(ran, batch[i+1:]...)
 		}
 	}
-	err = mapErr(tx.Commit())
-	for _, op := range ran {
-		op.answer(txResult{err: err})
+	if err := mapErr(tx.Commit()); err != nil {
+		for _, op := range ran {
+			op.answer(txResult{err: err})
+		}
+		return nil
 	}
+	c.mu.Lock()
+	c.unsynced = append(c.unsynced, ran...)
+	c.mu.Unlock()
+	c.signalSync()
 	return nil
+}
+
+func (c *committer) signalSync() {
+	select {
+	case c.syncWake <- struct{}{}:
+	default:
+	}
+}
+
+// syncer fsyncs the WAL for every commit and answers its callers: all the
+// commits made since the last sync share the next one.
+func (c *committer) syncer() {
+	defer close(c.syncDone)
+	for {
+		<-c.syncWake
+		c.mu.Lock()
+		ops := c.unsynced
+		c.unsynced = nil
+		c.mu.Unlock()
+		if len(ops) > 0 {
+			err := c.wal.sync()
+			if err != nil {
+				err = fmt.Errorf("syncing the write-ahead log: %w", err)
+			}
+			for _, op := range ops {
+				op.answer(txResult{err: err})
+			}
+		}
+		select {
+		case <-c.done:
+			c.mu.Lock()
+			left := len(c.unsynced)
+			c.mu.Unlock()
+			if left == 0 {
+				return
+			}
+			c.signalSync()
+		default:
+		}
+	}
 }
 
 // call runs fn, turning its error or panic into a result.
@@ -185,3 +257,46 @@ func call(fn func(*sql.Tx) error, tx *sql.Tx) (r txResult) {
 func (r txResult) failed() bool { return r.err != nil || r.panicked != nil }
 
 func (op *txOp) answer(r txResult) { op.result <- r }
+
+// walSyncer fsyncs SQLite's write-ahead log file. It opens the file by its
+// name and checks before every sync that the name still is the same file
+// (SQLite could remove and make it again when every connection closes,
+// which the store's connections never all do), so that a sync never goes
+// to a file SQLite no longer writes.
+type walSyncer struct {
+	path string
+	f    *os.File
+}
+
+func newWALSyncer(path string) *walSyncer { return &walSyncer{path: path} }
+
+func (w *walSyncer) sync() error {
+	cur, err := os.Stat(w.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // nothing was written to a log yet
+	}
+	if err != nil {
+		return err
+	}
+	if w.f != nil {
+		if open, err := w.f.Stat(); err != nil || !os.SameFile(open, cur) {
+			w.f.Close()
+			w.f = nil
+		}
+	}
+	if w.f == nil {
+		if w.f, err = os.OpenFile(w.path, os.O_RDWR, 0); err != nil {
+			return err
+		}
+	}
+	return w.f.Sync()
+}
+
+func (w *walSyncer) close() error {
+	if w.f == nil {
+		return nil
+	}
+	err := w.f.Close()
+	w.f = nil
+	return err
+}

@@ -99,7 +99,7 @@ func (s *Store) UpdateTenantSettings(ctx context.Context, tenantID int64, set di
 
 // AddDomain adds an accepted domain to a tenant.
 func (s *Store) AddDomain(ctx context.Context, d directory.Domain) (directory.Domain, error) {
-	res, err := s.w.ExecContext(ctx, `INSERT INTO domains (tenant_id, name, type) VALUES (?, ?, ?)`, d.TenantID, d.Name, string(d.Type))
+	res, err := s.exec(ctx, `INSERT INTO domains (tenant_id, name, type) VALUES (?, ?, ?)`, d.TenantID, d.Name, string(d.Type))
 	if err != nil {
 		return d, fmt.Errorf("domain %s: %w", d.Name, mapErr(err))
 	}
@@ -617,7 +617,7 @@ func (s *Store) AddGroupMember(ctx context.Context, tenantID, groupID int64, mem
 	if err != nil {
 		return err
 	}
-	_, err = s.w.ExecContext(ctx, `INSERT INTO group_members (group_id, member_kind, member_id) VALUES (?, ?, ?)`, groupID, string(e.Kind), e.ID)
+	_, err = s.exec(ctx, `INSERT INTO group_members (group_id, member_kind, member_id) VALUES (?, ?, ?)`, groupID, string(e.Kind), e.ID)
 	if err = mapErr(err); errors.Is(err, store.ErrExists) {
 		return fmt.Errorf("%w: %s is already a member", store.ErrExists, memberAddress)
 	}
@@ -630,7 +630,7 @@ func (s *Store) RemoveGroupMember(ctx context.Context, tenantID, groupID int64, 
 	if err != nil {
 		return err
 	}
-	res, err := s.w.ExecContext(ctx, `DELETE FROM group_members WHERE group_id = ? AND member_kind = ? AND member_id = ?`, groupID, string(e.Kind), e.ID)
+	res, err := s.exec(ctx, `DELETE FROM group_members WHERE group_id = ? AND member_kind = ? AND member_id = ?`, groupID, string(e.Kind), e.ID)
 	if err != nil {
 		return err
 	}

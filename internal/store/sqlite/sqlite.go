@@ -52,8 +52,11 @@ type Store struct {
 	// instead of spinning on SQLITE_BUSY.
 	w *sql.DB
 	// c runs the write transactions (tx) on w, merging those that wait
-	// together into one commit.
-	c *committer
+	// together into one commit, and makes them durable through wal.
+	c   *committer
+	wal *walSyncer
+	// ck copies the WAL into the database file, apart from the writer.
+	ck *checkpointer
 	// r serves reads concurrently (WAL readers never block the writer).
 	r    *sql.DB
 	lock *os.File
@@ -79,10 +82,12 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 		return nil, err
 	}
 	path := filepath.Join(dir, "hve.db")
-	// synchronous(FULL) makes every commit fsync the WAL: a committed
-	// transaction survives power loss, which the 250 reply promises.
-	pragmas := "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)"
-	w, err := sql.Open("sqlite", "file:"+path+"?"+pragmas+"&_txlock=immediate")
+	pragmas := "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)"
+	// The writer commits with synchronous(NORMAL): the committer's syncer
+	// fsyncs the WAL after each commit and answers only then, so that a
+	// committed transaction survives power loss, which the 250 reply
+	// promises. It never checkpoints: the checkpointer does, apart.
+	w, err := sql.Open("sqlite", "file:"+path+"?"+pragmas+"&_pragma=wal_autocheckpoint(0)&_txlock=immediate")
 	if err != nil {
 		lock.Close()
 		return nil, fmt.Errorf("opening %s: %w", path, err)
@@ -90,7 +95,8 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 	w.SetMaxOpenConns(1)
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
-	s := &Store{w: w, c: newCommitter(w), lock: lock}
+	s := &Store{w: w, wal: newWALSyncer(path + "-wal"), lock: lock}
+	s.c = newCommitter(w, s.wal)
 	if err := s.migrate(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -99,6 +105,10 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 	if err != nil {
 		s.Close()
 		return nil, fmt.Errorf("opening %s for reading: %w", path, err)
+	}
+	if s.ck, err = newCheckpointer(path, pragmas); err != nil {
+		s.Close()
+		return nil, err
 	}
 	s.r.SetMaxOpenConns(8)
 	// Keep them all: opening a SQLite connection costs more than a lookup.
@@ -118,12 +128,12 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 	// One node owns this database (the lock above), so no other live
 	// process holds a lease: leases of a crashed run are released at once
 	// instead of waiting for them to expire.
-	if _, err := s.w.ExecContext(ctx, `UPDATE messages SET lease_owner = '', lease_until = 0 WHERE state = 'queued' AND lease_owner != ''`); err != nil {
+	if _, err := s.exec(ctx, `UPDATE messages SET lease_owner = '', lease_until = 0 WHERE state = 'queued' AND lease_owner != ''`); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("releasing leases of an earlier run: %w", err)
 	}
 	// The same holds for report jobs: one cut short runs again at once.
-	if _, err := s.w.ExecContext(ctx, `UPDATE report_jobs SET lease_until = 0 WHERE state = 'running'`); err != nil {
+	if _, err := s.exec(ctx, `UPDATE report_jobs SET lease_until = 0 WHERE state = 'running'`); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("releasing report jobs of an earlier run: %w", err)
 	}
@@ -158,6 +168,12 @@ func (s *Store) Close() error {
 	if s.c != nil {
 		s.c.close()
 	}
+	if s.ck != nil {
+		errs = append(errs, s.ck.close())
+	}
+	if s.wal != nil {
+		errs = append(errs, s.wal.close())
+	}
 	if s.w != nil {
 		errs = append(errs, s.w.Close())
 	}
@@ -168,7 +184,7 @@ func (s *Store) Close() error {
 }
 
 func (s *Store) migrate(ctx context.Context) error {
-	if _, err := s.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
+	if _, err := s.exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
 		return fmt.Errorf("creating schema_migrations: %w", err)
 	}
 	names, err := fs.Glob(migrations, "migrations/*.sql")
@@ -201,6 +217,17 @@ func (s *Store) migrate(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// exec runs one write statement in a transaction of its own (see tx).
+func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	var res sql.Result
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		res, err = tx.ExecContext(ctx, query, args...)
+		return err
+	})
+	return res, err
 }
 
 // tx runs fn in a write transaction and commits it, mapping SQLite errors to
