@@ -27,6 +27,7 @@ import (
 	"hve/internal/alert"
 	"hve/internal/config"
 	"hve/internal/delivery"
+	"hve/internal/dircache"
 	"hve/internal/directory"
 	"hve/internal/limits"
 	"hve/internal/oauth"
@@ -188,7 +189,11 @@ func (s *Server) start(ctx context.Context) (err error) {
 
 	runCtx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
-	worker := delivery.NewWorker(s.Store, nodeID(cfg.Hostname), s.log.With("part", "delivery"))
+	// The hot paths (SMTP sessions, sign-ins, delivery passes) read the
+	// directory through a cache that starts over at every directory
+	// change; the admin API reads and writes the store itself.
+	dir := dircache.New(s.Store, dircache.Options{MaxAge: dirCacheMaxAge(cfg)})
+	worker := delivery.NewWorker(dir, nodeID(cfg.Hostname), s.log.With("part", "delivery"))
 	worker.Relay.Hostname = cfg.Hostname
 	if cfg.Delivery.MaxAge > 0 {
 		worker.Retry.MaxAge = cfg.Delivery.MaxAge
@@ -228,7 +233,7 @@ func (s *Server) start(ctx context.Context) (err error) {
 	if err := s.OAuth.EnsureKey(ctx); err != nil {
 		return fmt.Errorf("OAuth signing key: %w", err)
 	}
-	s.Access = access.New(s.Store, s.OAuth, s.recorder, access.Config{}, s.log.With("part", "access"))
+	s.Access = access.New(dir, s.OAuth, s.recorder, access.Config{}, s.log.With("part", "access"))
 
 	// One limits engine for both endpoints, over the store's counters, so
 	// that quotas hold across endpoints and nodes.
@@ -248,7 +253,7 @@ func (s *Server) start(ctx context.Context) (err error) {
 		MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
 		Limits:          s.limits,
 		StorageLow:      space.Low,
-	}, s.Store, s.Access, s.spool, s.recorder, s.log.With("part", "smtp"))
+	}, dir, s.Access, s.spool, s.recorder, s.log.With("part", "smtp"))
 	sl, err := listen("SMTP", cfg.SMTP.Addr)
 	if err != nil {
 		return err
@@ -268,7 +273,7 @@ func (s *Server) start(ctx context.Context) (err error) {
 			MaxConnections:    cfg.Client.MaxConnections,
 			Limits:            s.limits,
 			StorageLow:        space.Low,
-		}, s.Store, s.Access, s.spool, s.recorder, s.log.With("part", "smtp-client"))
+		}, dir, s.Access, s.spool, s.recorder, s.log.With("part", "smtp-client"))
 		cl, err := listen("client SMTP", cfg.Client.Addr)
 		if err != nil {
 			return err
@@ -312,6 +317,22 @@ func (s *Server) start(ctx context.Context) (err error) {
 		"oauth_issuer", issuer, "data", cfg.Data, "store", redactStore(cmp.Or(cfg.Store, "sqlite")))
 	return nil
 }
+
+// dirCacheMaxAge bounds the age of cached directory reads: the embedded
+// store counts every change itself, so values are kept until the next
+// change; a shared store hears of other nodes' changes through
+// notifications, and a value is kept at most a few seconds in case one is
+// missed.
+func dirCacheMaxAge(cfg config.Config) time.Duration {
+	if embeddedStore(cfg) {
+		return 0
+	}
+	return DirCacheMaxAge
+}
+
+// DirCacheMaxAge is how long a node on a shared store keeps a directory
+// read at most (see docs/several-nodes.md).
+const DirCacheMaxAge = 5 * time.Second
 
 // serveSMTP serves an endpoint on its listener until Close.
 func (s *Server) serveSMTP(e *smtpd.Endpoint, l net.Listener) {

@@ -444,3 +444,16 @@ type QuotaBucket struct {
 	Start time.Time
 	Used  int64
 }
+
+// DirectoryVersion is a store that counts the changes of its directory:
+// tenants and their settings, domains, mailboxes, accounts, groups, the
+// access objects (policies, security groups, Conditional Access, apps,
+// issuers) and routes. Caches of directory reads (package dircache) forget
+// what they hold when the count moves.
+type DirectoryVersion interface {
+	// DirectoryVersion changes after every committed directory change
+	// (of this node, and for a store that several nodes share, of the
+	// others as soon as they are heard of). A read that starts after the
+	// change became visible sees the new version.
+	DirectoryVersion() uint64
+}

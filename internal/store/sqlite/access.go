@@ -30,7 +30,7 @@ func (s *Store) CreateAuthPolicy(ctx context.Context, p directory.AuthPolicy) (d
 		return p, fmt.Errorf("%w: an authentication policy needs a name", store.ErrInvalid)
 	}
 	p.CreatedAt = time.Now().UTC()
-	res, err := s.exec(ctx, `INSERT INTO auth_policies (tenant_id, name, allow_basic_auth_smtp, created_at) VALUES (?, ?, ?, ?)`,
+	res, err := s.dirExec(ctx, `INSERT INTO auth_policies (tenant_id, name, allow_basic_auth_smtp, created_at) VALUES (?, ?, ?, ?)`,
 		p.TenantID, p.Name, p.AllowBasicAuthSMTP, nanos(p.CreatedAt))
 	if err != nil {
 		return p, fmt.Errorf("authentication policy %q: %w", p.Name, mapErr(err))
@@ -70,7 +70,7 @@ func (s *Store) UpdateAuthPolicy(ctx context.Context, p directory.AuthPolicy) (d
 	if strings.TrimSpace(p.Name) == "" {
 		return p, fmt.Errorf("%w: an authentication policy needs a name", store.ErrInvalid)
 	}
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.dirTx(ctx, func(tx *sql.Tx) error {
 		var old string
 		err := tx.QueryRowContext(ctx, `SELECT name FROM auth_policies WHERE tenant_id = ? AND id = ?`, p.TenantID, p.ID).Scan(&old)
 		if err != nil {
@@ -102,7 +102,7 @@ func (s *Store) UpdateAuthPolicy(ctx context.Context, p directory.AuthPolicy) (d
 // RemoveAuthPolicy removes a policy that nothing uses: neither the tenant
 // (as its default) nor an account or mailbox.
 func (s *Store) RemoveAuthPolicy(ctx context.Context, tenantID int64, name string) error {
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.dirTx(ctx, func(tx *sql.Tx) error {
 		var n int
 		err := tx.QueryRowContext(ctx, `SELECT count(*) FROM tenants WHERE id = ? AND settings ->> '$.default_auth_policy' = ?`, tenantID, name).Scan(&n)
 		if err != nil {
@@ -140,7 +140,7 @@ func (s *Store) CreateSecurityGroup(ctx context.Context, g directory.SecurityGro
 		return g, fmt.Errorf("%w: a security group needs a name", store.ErrInvalid)
 	}
 	g.CreatedAt = time.Now().UTC()
-	res, err := s.exec(ctx, `INSERT INTO security_groups (tenant_id, name, created_at) VALUES (?, ?, ?)`, g.TenantID, g.Name, nanos(g.CreatedAt))
+	res, err := s.dirExec(ctx, `INSERT INTO security_groups (tenant_id, name, created_at) VALUES (?, ?, ?)`, g.TenantID, g.Name, nanos(g.CreatedAt))
 	if err != nil {
 		return g, fmt.Errorf("security group %q: %w", g.Name, mapErr(err))
 	}
@@ -184,7 +184,7 @@ func (s *Store) SecurityGroupByName(ctx context.Context, tenantID int64, name st
 // Conditional Access policies that name it keep the name and match nobody
 // by it.
 func (s *Store) RemoveSecurityGroup(ctx context.Context, tenantID int64, name string) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.dirTx(ctx, func(tx *sql.Tx) error {
 		// A policy that names a vanished group would silently change whom it
 		// applies to (an exclusion would stop protecting anyone), so the
 		// admin must edit the policies first.
@@ -235,7 +235,7 @@ func securityMember(ctx context.Context, tx *sql.Tx, tenantID int64, group, memb
 // AddSecurityGroupMember adds an account or mailbox to a security group;
 // adding a member again changes nothing.
 func (s *Store) AddSecurityGroupMember(ctx context.Context, tenantID int64, group, memberAddress string) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.dirTx(ctx, func(tx *sql.Tx) error {
 		groupID, e, err := securityMember(ctx, tx, tenantID, group, memberAddress)
 		if err != nil {
 			return err
@@ -248,7 +248,7 @@ func (s *Store) AddSecurityGroupMember(ctx context.Context, tenantID int64, grou
 
 // RemoveSecurityGroupMember removes a direct member from a security group.
 func (s *Store) RemoveSecurityGroupMember(ctx context.Context, tenantID int64, group, memberAddress string) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.dirTx(ctx, func(tx *sql.Tx) error {
 		groupID, e, err := securityMember(ctx, tx, tenantID, group, memberAddress)
 		if err != nil {
 			return err
@@ -337,7 +337,7 @@ func (s *Store) CreateCAPolicy(ctx context.Context, p directory.CAPolicy) (direc
 		return p, fmt.Errorf("%w: %v", store.ErrInvalid, err)
 	}
 	p.CreatedAt = time.Now().UTC()
-	err := s.tx(ctx, func(tx *sql.Tx) (err error) {
+	err := s.dirTx(ctx, func(tx *sql.Tx) (err error) {
 		p, err = insertCAPolicy(ctx, tx, p)
 		return err
 	})
@@ -363,7 +363,7 @@ func (s *Store) UpdateCAPolicy(ctx context.Context, p directory.CAPolicy) (direc
 	if err := p.Validate(); err != nil {
 		return p, fmt.Errorf("%w: %v", store.ErrInvalid, err)
 	}
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.dirTx(ctx, func(tx *sql.Tx) error {
 		return execOne(ctx, tx, fmt.Sprintf("id %d", p.ID), `UPDATE ca_policies SET name = ?, state = ?, grant_control = ?, client_apps = ?,
 			include_users = ?, exclude_users = ?, include_groups = ?, exclude_groups = ?, include_networks = ?, exclude_networks = ?
 			WHERE tenant_id = ? AND id = ?`,
@@ -379,7 +379,7 @@ func (s *Store) UpdateCAPolicy(ctx context.Context, p directory.CAPolicy) (direc
 // RemoveCAPolicy removes a tenant's policy; the built-in one too, if the
 // admin wishes.
 func (s *Store) RemoveCAPolicy(ctx context.Context, tenantID int64, name string) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.dirTx(ctx, func(tx *sql.Tx) error {
 		return execOne(ctx, tx, fmt.Sprintf("Conditional Access policy %q", name), `DELETE FROM ca_policies WHERE tenant_id = ? AND name = ?`, tenantID, name)
 	})
 }
@@ -413,7 +413,7 @@ func (s *Store) CreateApp(ctx context.Context, a directory.App) (directory.App, 
 	}
 	a.CreatedAt = time.Now().UTC()
 	var id int64
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.dirTx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `INSERT INTO apps (tenant_id, name, app_id, object_id, permissions, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
 			a.TenantID, a.Name, a.AppID, a.ObjectID, jsonList(a.Permissions), nanos(a.CreatedAt))
 		if err != nil {
@@ -504,7 +504,7 @@ func (s *Store) UpdateApp(ctx context.Context, a directory.App) (directory.App, 
 	if strings.TrimSpace(a.Name) == "" {
 		return a, fmt.Errorf("%w: an app needs a name", store.ErrInvalid)
 	}
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.dirTx(ctx, func(tx *sql.Tx) error {
 		return execOne(ctx, tx, "app "+a.AppID, `UPDATE apps SET name = ?, permissions = ? WHERE tenant_id = ? AND app_id = ?`,
 			a.Name, jsonList(a.Permissions), a.TenantID, a.AppID)
 	})
@@ -518,7 +518,7 @@ func (s *Store) UpdateApp(ctx context.Context, a directory.App) (directory.App, 
 // the allowed apps of the tenant's accounts, so that a new app can never
 // inherit the place.
 func (s *Store) RemoveApp(ctx context.Context, tenantID int64, appID string) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.dirTx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM app_secrets WHERE app IN (SELECT id FROM apps WHERE tenant_id = ? AND app_id = ?)`, tenantID, appID); err != nil {
 			return err
 		}
@@ -564,7 +564,7 @@ func (s *Store) RemoveApp(ctx context.Context, tenantID int64, appID string) err
 // AddAppSecret adds a client secret to a tenant's app. CreatedAt is now
 // unless given.
 func (s *Store) AddAppSecret(ctx context.Context, tenantID int64, appID string, sec directory.AppSecret) (directory.AppSecret, error) {
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.dirTx(ctx, func(tx *sql.Tx) error {
 		var app int64
 		if err := tx.QueryRowContext(ctx, `SELECT id FROM apps WHERE tenant_id = ? AND app_id = ?`, tenantID, appID).Scan(&app); err != nil {
 			return err
@@ -581,7 +581,7 @@ func (s *Store) AddAppSecret(ctx context.Context, tenantID int64, appID string, 
 
 // RemoveAppSecret removes one secret of a tenant's app.
 func (s *Store) RemoveAppSecret(ctx context.Context, tenantID int64, appID string, secretID int64) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.dirTx(ctx, func(tx *sql.Tx) error {
 		return execOne(ctx, tx, fmt.Sprintf("secret %d of app %s", secretID, appID),
 			`DELETE FROM app_secrets WHERE id = ? AND app = (SELECT id FROM apps WHERE tenant_id = ? AND app_id = ?)`, secretID, tenantID, appID)
 	})
@@ -599,7 +599,7 @@ func (s *Store) CreateIssuer(ctx context.Context, i directory.Issuer) (directory
 		i.Role = string(directory.MailSend)
 	}
 	i.CreatedAt = time.Now().UTC()
-	res, err := s.exec(ctx, `INSERT INTO issuers (tenant_id, url, audience, role, created_at) VALUES (?, ?, ?, ?, ?)`,
+	res, err := s.dirExec(ctx, `INSERT INTO issuers (tenant_id, url, audience, role, created_at) VALUES (?, ?, ?, ?, ?)`,
 		i.TenantID, i.URL, i.Audience, i.Role, nanos(i.CreatedAt))
 	if err != nil {
 		return i, fmt.Errorf("issuer %s: %w", i.URL, mapErr(err))
@@ -627,7 +627,7 @@ func (s *Store) Issuers(ctx context.Context, tenantID int64) ([]directory.Issuer
 
 // RemoveIssuer removes a tenant's trusted issuer.
 func (s *Store) RemoveIssuer(ctx context.Context, tenantID int64, url string) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.dirTx(ctx, func(tx *sql.Tx) error {
 		return execOne(ctx, tx, "issuer "+url, `DELETE FROM issuers WHERE tenant_id = ? AND url = ?`, tenantID, url)
 	})
 }
@@ -659,7 +659,7 @@ func (s *Store) AddSigningKey(ctx context.Context, k directory.SigningKey) error
 	if k.CreatedAt.IsZero() {
 		k.CreatedAt = time.Now().UTC()
 	}
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.dirTx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `UPDATE signing_keys SET retired_at = ? WHERE retired_at = 0`, nanos(k.CreatedAt)); err != nil {
 			return err
 		}
@@ -676,7 +676,7 @@ func (s *Store) AddSigningKey(ctx context.Context, k directory.SigningKey) error
 // PruneSigningKeys removes the keys retired before retiredBefore; the
 // current key is never retired, so it stays.
 func (s *Store) PruneSigningKeys(ctx context.Context, retiredBefore time.Time) error {
-	_, err := s.exec(ctx, `DELETE FROM signing_keys WHERE retired_at != 0 AND retired_at < ?`, nanos(retiredBefore))
+	_, err := s.dirExec(ctx, `DELETE FROM signing_keys WHERE retired_at != 0 AND retired_at < ?`, nanos(retiredBefore))
 	if err != nil {
 		return fmt.Errorf("pruning signing keys: %w", mapErr(err))
 	}

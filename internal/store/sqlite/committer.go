@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 )
 
 // errClosed is what a write gets after Close.
@@ -40,12 +41,14 @@ const maxMerged = 32
 // transaction: their work was never committed, so nothing is done twice.
 type committer struct {
 	db   *sql.DB
-	wal  *walSyncer
+	wal  syncer
+	// commits counts the transactions committed (for tests and metrics).
+	commits atomic.Int64
 	ops  chan *txOp
 	stop chan struct{}
 	done chan struct{}
 
-	// synced are the committed transactions waiting for the syncer, which
+	// unsynced are the committed transactions waiting for syncLoop, which
 	// is woken through syncWake; guarded by mu.
 	mu       sync.Mutex
 	unsynced []*txOp
@@ -66,13 +69,17 @@ type txResult struct {
 	panicked any
 }
 
+// syncer makes what was committed durable (walSyncer: an fsync of the
+// WAL).
+type syncer interface{ sync() error }
+
 // newCommitter starts a committer writing through db, whose commits are
-// made durable by fsyncing the WAL file through wal.
-func newCommitter(db *sql.DB, wal *walSyncer) *committer {
+// made durable by wal.
+func newCommitter(db *sql.DB, wal syncer) *committer {
 	c := &committer{db: db, wal: wal, ops: make(chan *txOp), stop: make(chan struct{}), done: make(chan struct{}),
 		syncWake: make(chan struct{}, 1), syncDone: make(chan struct{})}
 	go c.run()
-	go c.syncer()
+	go c.syncLoop()
 	return c
 }
 
@@ -194,6 +201,7 @@ func (c *committer) attempt(batch []*txOp) (again []*txOp) {
 		}
 		return nil
 	}
+	c.commits.Add(1)
 	c.mu.Lock()
 	c.unsynced = append(c.unsynced, ran...)
 	c.mu.Unlock()
@@ -208,9 +216,9 @@ func (c *committer) signalSync() {
 	}
 }
 
-// syncer fsyncs the WAL for every commit and answers its callers: all the
-// commits made since the last sync share the next one.
-func (c *committer) syncer() {
+// syncLoop fsyncs the WAL for every commit and answers its callers: all
+// the commits made since the last sync share the next one.
+func (c *committer) syncLoop() {
 	defer close(c.syncDone)
 	for {
 		<-c.syncWake

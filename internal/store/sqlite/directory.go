@@ -19,7 +19,7 @@ func (s *Store) CreateTenant(ctx context.Context, name string) (directory.Tenant
 	if err != nil {
 		return t, err
 	}
-	err = s.tx(ctx, func(tx *sql.Tx) error {
+	err = s.dirTx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `INSERT INTO tenants (name, created_at, settings) VALUES (?, ?, ?)`, name, nanos(t.CreatedAt), settings)
 		if err != nil {
 			return err
@@ -85,7 +85,7 @@ func (s *Store) UpdateTenantSettings(ctx context.Context, tenantID int64, set di
 	if err != nil {
 		return directory.Tenant{}, err
 	}
-	err = s.tx(ctx, func(tx *sql.Tx) error {
+	err = s.dirTx(ctx, func(tx *sql.Tx) error {
 		if err := checkAuthPolicy(ctx, tx, tenantID, set.DefaultAuthPolicy); err != nil {
 			return err
 		}
@@ -99,7 +99,7 @@ func (s *Store) UpdateTenantSettings(ctx context.Context, tenantID int64, set di
 
 // AddDomain adds an accepted domain to a tenant.
 func (s *Store) AddDomain(ctx context.Context, d directory.Domain) (directory.Domain, error) {
-	res, err := s.exec(ctx, `INSERT INTO domains (tenant_id, name, type) VALUES (?, ?, ?)`, d.TenantID, d.Name, string(d.Type))
+	res, err := s.dirExec(ctx, `INSERT INTO domains (tenant_id, name, type) VALUES (?, ?, ?)`, d.TenantID, d.Name, string(d.Type))
 	if err != nil {
 		return d, fmt.Errorf("domain %s: %w", d.Name, mapErr(err))
 	}
@@ -134,7 +134,7 @@ func scanDomain(row scanner) (d directory.Domain, err error) {
 
 // RemoveDomain removes an accepted domain that no address uses any more.
 func (s *Store) RemoveDomain(ctx context.Context, tenantID int64, name string) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.dirTx(ctx, func(tx *sql.Tx) error {
 		var n int
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM addresses WHERE tenant_id = ? AND address LIKE ?`, tenantID, "%@"+name).Scan(&n); err != nil {
 			return err
@@ -207,7 +207,7 @@ func checkAuthPolicy(ctx context.Context, tx *sql.Tx, tenantID int64, name strin
 // CreateMailbox creates a mailbox.
 func (s *Store) CreateMailbox(ctx context.Context, m directory.Mailbox) (directory.Mailbox, error) {
 	m.CreatedAt = time.Now().UTC()
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.dirTx(ctx, func(tx *sql.Tx) error {
 		if err := checkAuthPolicy(ctx, tx, m.TenantID, m.AuthPolicy); err != nil {
 			return err
 		}
@@ -282,7 +282,7 @@ func (s *Store) MailboxByAddress(ctx context.Context, address string) (directory
 // UpdateMailbox stores the mailbox's changeable fields and returns the
 // mailbox as stored.
 func (s *Store) UpdateMailbox(ctx context.Context, m directory.Mailbox) (directory.Mailbox, error) {
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.dirTx(ctx, func(tx *sql.Tx) error {
 		if err := checkAuthPolicy(ctx, tx, m.TenantID, m.AuthPolicy); err != nil {
 			return err
 		}
@@ -299,7 +299,7 @@ func (s *Store) UpdateMailbox(ctx context.Context, m directory.Mailbox) (directo
 // RemoveMailbox removes a mailbox, its messages and its group and security
 // group memberships.
 func (s *Store) RemoveMailbox(ctx context.Context, tenantID, id int64) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.dirTx(ctx, func(tx *sql.Tx) error {
 		if err := execOne(ctx, tx, fmt.Sprintf("mailbox %d", id), `DELETE FROM mailboxes WHERE tenant_id = ? AND id = ?`, tenantID, id); err != nil {
 			return err
 		}
@@ -321,7 +321,7 @@ func (s *Store) CreateAccount(ctx context.Context, a directory.Account) (directo
 	if a.AllowedApps, a.AllowedNetworks, err = store.CleanAllowedLists(a.AllowedApps, a.AllowedNetworks); err != nil {
 		return a, fmt.Errorf("account %s: %w", a.Address, err)
 	}
-	err = s.tx(ctx, func(tx *sql.Tx) error {
+	err = s.dirTx(ctx, func(tx *sql.Tx) error {
 		if err := checkAuthPolicy(ctx, tx, a.TenantID, a.AuthPolicy); err != nil {
 			return err
 		}
@@ -428,7 +428,7 @@ func (s *Store) UpdateAccount(ctx context.Context, a directory.Account) (directo
 	if a.AllowedApps, a.AllowedNetworks, err = store.CleanAllowedLists(a.AllowedApps, a.AllowedNetworks); err != nil {
 		return a, fmt.Errorf("account %s: %w", a.Address, err)
 	}
-	err = s.tx(ctx, func(tx *sql.Tx) error {
+	err = s.dirTx(ctx, func(tx *sql.Tx) error {
 		if err := checkAuthPolicy(ctx, tx, a.TenantID, a.AuthPolicy); err != nil {
 			return err
 		}
@@ -467,7 +467,7 @@ func (s *Store) UpdateAccount(ctx context.Context, a directory.Account) (directo
 // RemoveAccount removes an account, its addresses and its security group
 // memberships.
 func (s *Store) RemoveAccount(ctx context.Context, tenantID, id int64) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.dirTx(ctx, func(tx *sql.Tx) error {
 		if err := execOne(ctx, tx, fmt.Sprintf("account %d", id), `DELETE FROM accounts WHERE tenant_id = ? AND id = ?`, tenantID, id); err != nil {
 			return err
 		}
@@ -485,7 +485,7 @@ func (s *Store) RemoveAccount(ctx context.Context, tenantID, id int64) error {
 // allowed apps and networks have no place on a mailbox and are dropped.
 func (s *Store) ConvertAccountToMailbox(ctx context.Context, tenantID, accountID int64) (directory.Mailbox, error) {
 	var mailboxID int64
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.dirTx(ctx, func(tx *sql.Tx) error {
 		// INSERT ... SELECT copies the account's columns within the
 		// transaction, so nothing can change them before the move.
 		res, err := tx.ExecContext(ctx, `INSERT INTO mailboxes (tenant_id, name, display_name, address, password_hash, created_at, auth_policy, tokens_valid_from, converted_from_hve)
@@ -523,7 +523,7 @@ func (s *Store) ConvertAccountToMailbox(ctx context.Context, tenantID, accountID
 // CreateGroup creates a distribution group without members.
 func (s *Store) CreateGroup(ctx context.Context, g directory.Group) (directory.Group, error) {
 	g.CreatedAt = time.Now().UTC()
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.dirTx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `INSERT INTO dist_groups (tenant_id, name, address, created_at) VALUES (?, ?, ?, ?)`,
 			g.TenantID, g.Name, g.Address, nanos(g.CreatedAt))
 		if err != nil {
@@ -600,7 +600,7 @@ func (s *Store) members(ctx context.Context, table string, groupID int64) ([]dir
 
 // RemoveGroup removes a group, its memberships and its address.
 func (s *Store) RemoveGroup(ctx context.Context, tenantID, id int64) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.dirTx(ctx, func(tx *sql.Tx) error {
 		if err := execOne(ctx, tx, fmt.Sprintf("group %d", id), `DELETE FROM dist_groups WHERE tenant_id = ? AND id = ?`, tenantID, id); err != nil {
 			return err
 		}
@@ -617,7 +617,7 @@ func (s *Store) AddGroupMember(ctx context.Context, tenantID, groupID int64, mem
 	if err != nil {
 		return err
 	}
-	_, err = s.exec(ctx, `INSERT INTO group_members (group_id, member_kind, member_id) VALUES (?, ?, ?)`, groupID, string(e.Kind), e.ID)
+	_, err = s.dirExec(ctx, `INSERT INTO group_members (group_id, member_kind, member_id) VALUES (?, ?, ?)`, groupID, string(e.Kind), e.ID)
 	if err = mapErr(err); errors.Is(err, store.ErrExists) {
 		return fmt.Errorf("%w: %s is already a member", store.ErrExists, memberAddress)
 	}
@@ -630,7 +630,7 @@ func (s *Store) RemoveGroupMember(ctx context.Context, tenantID, groupID int64, 
 	if err != nil {
 		return err
 	}
-	res, err := s.exec(ctx, `DELETE FROM group_members WHERE group_id = ? AND member_kind = ? AND member_id = ?`, groupID, string(e.Kind), e.ID)
+	res, err := s.dirExec(ctx, `DELETE FROM group_members WHERE group_id = ? AND member_kind = ? AND member_id = ?`, groupID, string(e.Kind), e.ID)
 	if err != nil {
 		return err
 	}

@@ -17,7 +17,7 @@ func (s *Store) SetRoute(ctx context.Context, r directory.Route) (directory.Rout
 		return r, fmt.Errorf("%w: %v", store.ErrInvalid, err)
 	}
 	r.UpdatedAt = time.Now().UTC()
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.dirTx(ctx, func(tx *sql.Tx) error {
 		if r.Domain != directory.DefaultRouteDomain {
 			var owner int64
 			err := tx.QueryRowContext(ctx, `SELECT tenant_id FROM domains WHERE name = ?`, r.Domain).Scan(&owner)
@@ -72,7 +72,7 @@ func (s *Store) Routes(ctx context.Context, tenantID int64) ([]directory.Route, 
 
 // RemoveRoute removes the route of a tenant's domain.
 func (s *Store) RemoveRoute(ctx context.Context, tenantID int64, domain string) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.dirTx(ctx, func(tx *sql.Tx) error {
 		return execOne(ctx, tx, "route "+domain, `DELETE FROM routes WHERE tenant_id = ? AND domain = ?`, tenantID, domain)
 	})
 }

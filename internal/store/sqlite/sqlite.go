@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -57,6 +58,8 @@ type Store struct {
 	wal *walSyncer
 	// ck copies the WAL into the database file, apart from the writer.
 	ck *checkpointer
+	// dirVersion counts committed directory changes (dirTx).
+	dirVersion atomic.Uint64
 	// r serves reads concurrently (WAL readers never block the writer).
 	r    *sql.DB
 	lock *os.File
@@ -218,6 +221,24 @@ func (s *Store) migrate(ctx context.Context) error {
 	}
 	return nil
 }
+
+// dirTx is tx for changes of the directory (directory.go, access.go,
+// routes.go): once committed, it moves the directory version, so that
+// caches of directory reads start over.
+func (s *Store) dirTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	defer s.dirVersion.Add(1)
+	return s.tx(ctx, fn)
+}
+
+// dirExec is exec for changes of the directory (see dirTx).
+func (s *Store) dirExec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	defer s.dirVersion.Add(1)
+	return s.exec(ctx, query, args...)
+}
+
+// DirectoryVersion counts the directory changes of this store (it is the
+// only writer of its database): see store.DirectoryVersion.
+func (s *Store) DirectoryVersion() uint64 { return s.dirVersion.Load() }
 
 // exec runs one write statement in a transaction of its own (see tx).
 func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {

@@ -94,6 +94,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"AddUsage", testAddUsage},
 		{"ReportJobs", testReportJobs},
 		{"DetailRows", testDetailRows},
+		{"DirectoryVersion", testDirectoryVersion},
 	}
 	tests = append(tests, adminTests...)
 	tests = append(tests, webhookTests...)
