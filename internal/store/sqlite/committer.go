@@ -40,13 +40,13 @@ const maxMerged = 32
 // failing caller gets its error and the others are run again in a new
 // transaction: their work was never committed, so nothing is done twice.
 type committer struct {
-	db   *sql.DB
-	wal  syncer
+	db  *sql.DB
+	wal syncer
 	// commits counts the transactions committed (for tests and metrics).
 	commits atomic.Int64
-	ops  chan *txOp
-	stop chan struct{}
-	done chan struct{}
+	ops     chan *txOp
+	stop    chan struct{}
+	done    chan struct{}
 
 	// unsynced are the committed transactions waiting for syncLoop, which
 	// is woken through syncWake; guarded by mu.
