@@ -297,7 +297,7 @@ func (w *walSyncer) sync() error {
 			return err
 		}
 	}
-	return w.f.Sync()
+	return datasync(w.f)
 }
 
 func (w *walSyncer) close() error {
