@@ -233,7 +233,15 @@ func (s *Server) start(ctx context.Context) (err error) {
 	if err := s.OAuth.EnsureKey(ctx); err != nil {
 		return fmt.Errorf("OAuth signing key: %w", err)
 	}
-	s.Access = access.New(dir, s.OAuth, s.recorder, access.Config{}, s.log.With("part", "access"))
+	// Sign-ins read the directory through the cache only where the cache
+	// is exact (the embedded store): on a shared store another node's
+	// change must hold at the very next sign-in, whatever the delay of
+	// its notification.
+	var signIns access.Directory = s.Store
+	if embeddedStore(cfg) {
+		signIns = dir
+	}
+	s.Access = access.New(signIns, s.OAuth, s.recorder, access.Config{}, s.log.With("part", "access"))
 
 	// One limits engine for both endpoints, over the store's counters, so
 	// that quotas hold across endpoints and nodes.

@@ -25,6 +25,7 @@ func (s *Store) CreateAuthPolicy(ctx context.Context, p directory.AuthPolicy) (d
 		return p, fmt.Errorf("%w: an authentication policy needs a name", store.ErrInvalid)
 	}
 	p.CreatedAt = time.Now().UTC()
+	defer s.dirChanged()
 	err := s.pool.QueryRow(ctx, `INSERT INTO auth_policies (tenant_id, name, allow_basic_auth_smtp, created_at) VALUES ($1, $2, $3, $4) RETURNING id`,
 		p.TenantID, p.Name, p.AllowBasicAuthSMTP, nanos(p.CreatedAt)).Scan(&p.ID)
 	if err != nil {
@@ -64,7 +65,7 @@ func (s *Store) UpdateAuthPolicy(ctx context.Context, p directory.AuthPolicy) (d
 	if strings.TrimSpace(p.Name) == "" {
 		return p, fmt.Errorf("%w: an authentication policy needs a name", store.ErrInvalid)
 	}
-	err := s.tx(ctx, func(tx pgx.Tx) error {
+	err := s.dirTx(ctx, func(tx pgx.Tx) error {
 		// FOR UPDATE: a write assigning the old name holds the policy FOR
 		// SHARE (checkAuthPolicy), so it either commits before the renames
 		// below, which then carry it over, or waits and finds the old name
@@ -101,7 +102,7 @@ func (s *Store) UpdateAuthPolicy(ctx context.Context, p directory.AuthPolicy) (d
 // RemoveAuthPolicy removes a policy that nothing uses: neither the tenant
 // (as its default) nor an account or mailbox.
 func (s *Store) RemoveAuthPolicy(ctx context.Context, tenantID int64, name string) error {
-	err := s.tx(ctx, func(tx pgx.Tx) error {
+	err := s.dirTx(ctx, func(tx pgx.Tx) error {
 		// Locked first (see UpdateAuthPolicy): a write assigning the policy
 		// either committed before the checks below, which see it, or waits
 		// and then finds the policy gone.
@@ -144,6 +145,7 @@ func (s *Store) CreateSecurityGroup(ctx context.Context, g directory.SecurityGro
 		return g, fmt.Errorf("%w: a security group needs a name", store.ErrInvalid)
 	}
 	g.CreatedAt = time.Now().UTC()
+	defer s.dirChanged()
 	err := s.pool.QueryRow(ctx, `INSERT INTO security_groups (tenant_id, name, created_at) VALUES ($1, $2, $3) RETURNING id`,
 		g.TenantID, g.Name, nanos(g.CreatedAt)).Scan(&g.ID)
 	if err != nil {
@@ -192,7 +194,7 @@ func (s *Store) SecurityGroupByName(ctx context.Context, tenantID int64, name st
 // RemoveSecurityGroup removes a security group and its memberships (ON
 // DELETE CASCADE).
 func (s *Store) RemoveSecurityGroup(ctx context.Context, tenantID int64, name string) error {
-	return s.tx(ctx, func(tx pgx.Tx) error {
+	return s.dirTx(ctx, func(tx pgx.Tx) error {
 		// A policy that names a vanished group would silently change whom it
 		// applies to (an exclusion would stop protecting anyone), so the
 		// admin must edit the policies first. Policies may name groups that
@@ -236,7 +238,7 @@ func securityMember(ctx context.Context, tx pgx.Tx, tenantID int64, group, membe
 // AddSecurityGroupMember adds an account or mailbox to a security group;
 // adding a member again changes nothing.
 func (s *Store) AddSecurityGroupMember(ctx context.Context, tenantID int64, group, memberAddress string) error {
-	return s.tx(ctx, func(tx pgx.Tx) error {
+	return s.dirTx(ctx, func(tx pgx.Tx) error {
 		groupID, e, err := securityMember(ctx, tx, tenantID, group, memberAddress)
 		if err != nil {
 			return err
@@ -249,7 +251,7 @@ func (s *Store) AddSecurityGroupMember(ctx context.Context, tenantID int64, grou
 
 // RemoveSecurityGroupMember removes a direct member from a security group.
 func (s *Store) RemoveSecurityGroupMember(ctx context.Context, tenantID int64, group, memberAddress string) error {
-	return s.tx(ctx, func(tx pgx.Tx) error {
+	return s.dirTx(ctx, func(tx pgx.Tx) error {
 		groupID, e, err := securityMember(ctx, tx, tenantID, group, memberAddress)
 		if err != nil {
 			return err
@@ -342,7 +344,7 @@ func (s *Store) CreateCAPolicy(ctx context.Context, p directory.CAPolicy) (direc
 		return p, fmt.Errorf("%w: %v", store.ErrInvalid, err)
 	}
 	p.CreatedAt = time.Now().UTC()
-	err := s.tx(ctx, func(tx pgx.Tx) (err error) {
+	err := s.dirTx(ctx, func(tx pgx.Tx) (err error) {
 		p, err = insertCAPolicy(ctx, tx, p)
 		return err
 	})
@@ -368,7 +370,7 @@ func (s *Store) UpdateCAPolicy(ctx context.Context, p directory.CAPolicy) (direc
 	if err := p.Validate(); err != nil {
 		return p, fmt.Errorf("%w: %v", store.ErrInvalid, err)
 	}
-	err := execOne(ctx, s.pool, fmt.Sprintf("id %d", p.ID), `UPDATE ca_policies SET name = $1, state = $2, grant_control = $3, client_apps = $4,
+	err := s.dirExecOne(ctx, fmt.Sprintf("id %d", p.ID), `UPDATE ca_policies SET name = $1, state = $2, grant_control = $3, client_apps = $4,
 		include_users = $5, exclude_users = $6, include_groups = $7, exclude_groups = $8, include_networks = $9, exclude_networks = $10
 		WHERE tenant_id = $11 AND id = $12`,
 		p.Name, string(p.State), string(p.Grant), jsonList(p.ClientApps), jsonList(p.IncludeUsers), jsonList(p.ExcludeUsers),
@@ -382,7 +384,7 @@ func (s *Store) UpdateCAPolicy(ctx context.Context, p directory.CAPolicy) (direc
 // RemoveCAPolicy removes a tenant's policy; the built-in one too, if the
 // admin wishes.
 func (s *Store) RemoveCAPolicy(ctx context.Context, tenantID int64, name string) error {
-	return execOne(ctx, s.pool, fmt.Sprintf("Conditional Access policy %q", name), `DELETE FROM ca_policies WHERE tenant_id = $1 AND name = $2`, tenantID, name)
+	return s.dirExecOne(ctx, fmt.Sprintf("Conditional Access policy %q", name), `DELETE FROM ca_policies WHERE tenant_id = $1 AND name = $2`, tenantID, name)
 }
 
 // ---- app registrations ----
@@ -414,7 +416,7 @@ func (s *Store) CreateApp(ctx context.Context, a directory.App) (directory.App, 
 	}
 	a.CreatedAt = time.Now().UTC()
 	var id int64
-	err := s.tx(ctx, func(tx pgx.Tx) error {
+	err := s.dirTx(ctx, func(tx pgx.Tx) error {
 		err := tx.QueryRow(ctx, `INSERT INTO apps (tenant_id, name, app_id, object_id, permissions, created_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`,
 			a.TenantID, a.Name, a.AppID, a.ObjectID, jsonList(a.Permissions), nanos(a.CreatedAt)).Scan(&id)
 		if err != nil {
@@ -523,7 +525,7 @@ func (s *Store) UpdateApp(ctx context.Context, a directory.App) (directory.App, 
 	if strings.TrimSpace(a.Name) == "" {
 		return a, fmt.Errorf("%w: an app needs a name", store.ErrInvalid)
 	}
-	err := execOne(ctx, s.pool, "app "+a.AppID, `UPDATE apps SET name = $1, permissions = $2 WHERE tenant_id = $3 AND lower(app_id) = lower($4)`,
+	err := s.dirExecOne(ctx, "app "+a.AppID, `UPDATE apps SET name = $1, permissions = $2 WHERE tenant_id = $3 AND lower(app_id) = lower($4)`,
 		a.Name, jsonList(a.Permissions), a.TenantID, a.AppID)
 	if err != nil {
 		return a, fmt.Errorf("updating app %q: %w", a.Name, err)
@@ -535,7 +537,7 @@ func (s *Store) UpdateApp(ctx context.Context, a directory.App) (directory.App, 
 // takes its app id off the allowed apps of the tenant's accounts, so that a
 // new app can never inherit the place.
 func (s *Store) RemoveApp(ctx context.Context, tenantID int64, appID string) error {
-	return s.tx(ctx, func(tx pgx.Tx) error {
+	return s.dirTx(ctx, func(tx pgx.Tx) error {
 		if err := execOne(ctx, tx, "app "+appID, `DELETE FROM apps WHERE tenant_id = $1 AND lower(app_id) = lower($2)`, tenantID, appID); err != nil {
 			return err
 		}
@@ -557,7 +559,7 @@ func (s *Store) RemoveApp(ctx context.Context, tenantID int64, appID string) err
 // AddAppSecret adds a client secret to a tenant's app. CreatedAt is now
 // unless given.
 func (s *Store) AddAppSecret(ctx context.Context, tenantID int64, appID string, sec directory.AppSecret) (directory.AppSecret, error) {
-	err := s.tx(ctx, func(tx pgx.Tx) error {
+	err := s.dirTx(ctx, func(tx pgx.Tx) error {
 		// FOR SHARE: the app cannot go before its new secret is stored.
 		var app int64
 		if err := tx.QueryRow(ctx, `SELECT id FROM apps WHERE tenant_id = $1 AND lower(app_id) = lower($2) FOR SHARE`, tenantID, appID).Scan(&app); err != nil {
@@ -575,7 +577,7 @@ func (s *Store) AddAppSecret(ctx context.Context, tenantID int64, appID string, 
 
 // RemoveAppSecret removes one secret of a tenant's app.
 func (s *Store) RemoveAppSecret(ctx context.Context, tenantID int64, appID string, secretID int64) error {
-	return execOne(ctx, s.pool, fmt.Sprintf("secret %d of app %s", secretID, appID),
+	return s.dirExecOne(ctx, fmt.Sprintf("secret %d of app %s", secretID, appID),
 		`DELETE FROM app_secrets WHERE id = $1 AND app = (SELECT id FROM apps WHERE tenant_id = $2 AND lower(app_id) = lower($3))`, secretID, tenantID, appID)
 }
 
@@ -591,6 +593,7 @@ func (s *Store) CreateIssuer(ctx context.Context, i directory.Issuer) (directory
 		i.Role = string(directory.MailSend)
 	}
 	i.CreatedAt = time.Now().UTC()
+	defer s.dirChanged()
 	err := s.pool.QueryRow(ctx, `INSERT INTO issuers (tenant_id, url, audience, role, created_at) VALUES ($1, $2, $3, $4, $5) RETURNING id`,
 		i.TenantID, i.URL, i.Audience, i.Role, nanos(i.CreatedAt)).Scan(&i.ID)
 	if err != nil {
@@ -618,7 +621,7 @@ func (s *Store) Issuers(ctx context.Context, tenantID int64) ([]directory.Issuer
 
 // RemoveIssuer removes a tenant's trusted issuer.
 func (s *Store) RemoveIssuer(ctx context.Context, tenantID int64, url string) error {
-	return execOne(ctx, s.pool, "issuer "+url, `DELETE FROM issuers WHERE tenant_id = $1 AND url = $2`, tenantID, url)
+	return s.dirExecOne(ctx, "issuer "+url, `DELETE FROM issuers WHERE tenant_id = $1 AND url = $2`, tenantID, url)
 }
 
 // ---- signing keys ----
@@ -651,7 +654,7 @@ func (s *Store) AddSigningKey(ctx context.Context, k directory.SigningKey) error
 	// Serializable: two nodes rotating at once would each retire only the
 	// keys they saw and leave two current keys; one of them now runs again
 	// after the other and retires the other's key.
-	err := s.serializable(ctx, func(tx pgx.Tx) error {
+	err := s.dirSerializable(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `UPDATE signing_keys SET retired_at = $1 WHERE retired_at = 0`, nanos(k.CreatedAt)); err != nil {
 			return err
 		}
@@ -668,6 +671,7 @@ func (s *Store) AddSigningKey(ctx context.Context, k directory.SigningKey) error
 // PruneSigningKeys removes the keys retired before retiredBefore; the
 // current key is never retired, so it stays.
 func (s *Store) PruneSigningKeys(ctx context.Context, retiredBefore time.Time) error {
+	defer s.dirChanged()
 	_, err := s.pool.Exec(ctx, `DELETE FROM signing_keys WHERE retired_at != 0 AND retired_at < $1`, nanos(retiredBefore))
 	if err != nil {
 		return fmt.Errorf("pruning signing keys: %w", mapErr(err))

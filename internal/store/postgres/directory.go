@@ -41,7 +41,7 @@ func (s *Store) CreateTenant(ctx context.Context, name string) (directory.Tenant
 	if err != nil {
 		return t, err
 	}
-	err = s.tx(ctx, func(tx pgx.Tx) error {
+	err = s.dirTx(ctx, func(tx pgx.Tx) error {
 		err := tx.QueryRow(ctx, `INSERT INTO tenants (name, created_at, settings) VALUES ($1, $2, $3) RETURNING id`,
 			name, nanos(t.CreatedAt), settings).Scan(&t.ID)
 		if err != nil {
@@ -106,7 +106,7 @@ func (s *Store) UpdateTenantSettings(ctx context.Context, tenantID int64, set di
 	if err != nil {
 		return directory.Tenant{}, err
 	}
-	err = s.tx(ctx, func(tx pgx.Tx) error {
+	err = s.dirTx(ctx, func(tx pgx.Tx) error {
 		if err := checkAuthPolicy(ctx, tx, tenantID, set.DefaultAuthPolicy); err != nil {
 			return err
 		}
@@ -140,6 +140,7 @@ func checkAuthPolicy(ctx context.Context, tx pgx.Tx, tenantID int64, name string
 
 // AddDomain adds an accepted domain to a tenant.
 func (s *Store) AddDomain(ctx context.Context, d directory.Domain) (directory.Domain, error) {
+	defer s.dirChanged()
 	err := s.pool.QueryRow(ctx, `INSERT INTO domains (tenant_id, name, type) VALUES ($1, $2, $3) RETURNING id`,
 		d.TenantID, d.Name, string(d.Type)).Scan(&d.ID)
 	if err != nil {
@@ -180,7 +181,7 @@ func scanDomain(row scanner) (d directory.Domain, err error) {
 
 // RemoveDomain removes an accepted domain that no address uses any more.
 func (s *Store) RemoveDomain(ctx context.Context, tenantID int64, name string) error {
-	return s.tx(ctx, func(tx pgx.Tx) error {
+	return s.dirTx(ctx, func(tx pgx.Tx) error {
 		// Locked before the count: claimAddress holds the domain FOR SHARE
 		// while it adds an address in it, so none can appear unseen.
 		if _, err := tx.Exec(ctx, `SELECT FROM domains WHERE tenant_id = $1 AND name = $2 FOR UPDATE`, tenantID, name); err != nil {
@@ -260,7 +261,7 @@ func aliasesColumn(kind directory.Kind, table string) string {
 // CreateMailbox creates a mailbox.
 func (s *Store) CreateMailbox(ctx context.Context, m directory.Mailbox) (directory.Mailbox, error) {
 	m.CreatedAt = time.Now().UTC()
-	err := s.tx(ctx, func(tx pgx.Tx) error {
+	err := s.dirTx(ctx, func(tx pgx.Tx) error {
 		if err := checkAuthPolicy(ctx, tx, m.TenantID, m.AuthPolicy); err != nil {
 			return err
 		}
@@ -330,7 +331,7 @@ func (s *Store) MailboxByAddress(ctx context.Context, address string) (directory
 // UpdateMailbox stores the mailbox's changeable fields and returns the
 // mailbox as stored.
 func (s *Store) UpdateMailbox(ctx context.Context, m directory.Mailbox) (directory.Mailbox, error) {
-	err := s.tx(ctx, func(tx pgx.Tx) error {
+	err := s.dirTx(ctx, func(tx pgx.Tx) error {
 		if err := checkAuthPolicy(ctx, tx, m.TenantID, m.AuthPolicy); err != nil {
 			return err
 		}
@@ -347,7 +348,7 @@ func (s *Store) UpdateMailbox(ctx context.Context, m directory.Mailbox) (directo
 // RemoveMailbox removes a mailbox, its messages (ON DELETE CASCADE) and its
 // group and security group memberships.
 func (s *Store) RemoveMailbox(ctx context.Context, tenantID, id int64) error {
-	return s.tx(ctx, func(tx pgx.Tx) error {
+	return s.dirTx(ctx, func(tx pgx.Tx) error {
 		if err := execOne(ctx, tx, fmt.Sprintf("mailbox %d", id), `DELETE FROM mailboxes WHERE tenant_id = $1 AND id = $2`, tenantID, id); err != nil {
 			return err
 		}
@@ -381,7 +382,7 @@ func (s *Store) CreateAccount(ctx context.Context, a directory.Account) (directo
 	if a.AllowedApps, a.AllowedNetworks, err = store.CleanAllowedLists(a.AllowedApps, a.AllowedNetworks); err != nil {
 		return a, fmt.Errorf("account %s: %w", a.Address, err)
 	}
-	err = s.tx(ctx, func(tx pgx.Tx) error {
+	err = s.dirTx(ctx, func(tx pgx.Tx) error {
 		if err := checkAuthPolicy(ctx, tx, a.TenantID, a.AuthPolicy); err != nil {
 			return err
 		}
@@ -487,7 +488,7 @@ func (s *Store) UpdateAccount(ctx context.Context, a directory.Account) (directo
 	if a.AllowedApps, a.AllowedNetworks, err = store.CleanAllowedLists(a.AllowedApps, a.AllowedNetworks); err != nil {
 		return a, fmt.Errorf("account %s: %w", a.Address, err)
 	}
-	err = s.tx(ctx, func(tx pgx.Tx) error {
+	err = s.dirTx(ctx, func(tx pgx.Tx) error {
 		if err := checkAuthPolicy(ctx, tx, a.TenantID, a.AuthPolicy); err != nil {
 			return err
 		}
@@ -518,7 +519,7 @@ func (s *Store) UpdateAccount(ctx context.Context, a directory.Account) (directo
 // RemoveAccount removes an account, its addresses and its security group
 // memberships.
 func (s *Store) RemoveAccount(ctx context.Context, tenantID, id int64) error {
-	return s.tx(ctx, func(tx pgx.Tx) error {
+	return s.dirTx(ctx, func(tx pgx.Tx) error {
 		if err := execOne(ctx, tx, fmt.Sprintf("account %d", id), `DELETE FROM accounts WHERE tenant_id = $1 AND id = $2`, tenantID, id); err != nil {
 			return err
 		}
@@ -533,7 +534,7 @@ func (s *Store) RemoveAccount(ctx context.Context, tenantID, id int64) error {
 // allowed apps and networks have no place on a mailbox and are dropped.
 func (s *Store) ConvertAccountToMailbox(ctx context.Context, tenantID, accountID int64) (directory.Mailbox, error) {
 	var mailboxID int64
-	err := s.tx(ctx, func(tx pgx.Tx) error {
+	err := s.dirTx(ctx, func(tx pgx.Tx) error {
 		// INSERT ... SELECT copies the account as it is when locked: an
 		// update of the account lands before the copy or finds it gone, and
 		// a second conversion waits and then finds no account
@@ -571,7 +572,7 @@ func (s *Store) ConvertAccountToMailbox(ctx context.Context, tenantID, accountID
 // CreateGroup creates a distribution group without members.
 func (s *Store) CreateGroup(ctx context.Context, g directory.Group) (directory.Group, error) {
 	g.CreatedAt = time.Now().UTC()
-	err := s.tx(ctx, func(tx pgx.Tx) error {
+	err := s.dirTx(ctx, func(tx pgx.Tx) error {
 		err := tx.QueryRow(ctx, `INSERT INTO dist_groups (tenant_id, name, address, created_at) VALUES ($1, $2, $3, $4) RETURNING id`,
 			g.TenantID, g.Name, g.Address, nanos(g.CreatedAt)).Scan(&g.ID)
 		if err != nil {
@@ -658,7 +659,7 @@ func (s *Store) members(ctx context.Context, table string, ids []int64) (map[int
 // RemoveGroup removes a group, its memberships (its members' by ON DELETE
 // CASCADE) and its address.
 func (s *Store) RemoveGroup(ctx context.Context, tenantID, id int64) error {
-	return s.tx(ctx, func(tx pgx.Tx) error {
+	return s.dirTx(ctx, func(tx pgx.Tx) error {
 		if err := execOne(ctx, tx, fmt.Sprintf("group %d", id), `DELETE FROM dist_groups WHERE tenant_id = $1 AND id = $2`, tenantID, id); err != nil {
 			return err
 		}
@@ -668,7 +669,7 @@ func (s *Store) RemoveGroup(ctx context.Context, tenantID, id int64) error {
 
 // AddGroupMember adds a mailbox or group of the same tenant to a group.
 func (s *Store) AddGroupMember(ctx context.Context, tenantID, groupID int64, memberAddress string) error {
-	return s.tx(ctx, func(tx pgx.Tx) error {
+	return s.dirTx(ctx, func(tx pgx.Tx) error {
 		e, err := groupMember(ctx, tx, tenantID, groupID, memberAddress)
 		if err != nil {
 			return err
@@ -687,7 +688,7 @@ func (s *Store) AddGroupMember(ctx context.Context, tenantID, groupID int64, mem
 
 // RemoveGroupMember removes a direct member from a group.
 func (s *Store) RemoveGroupMember(ctx context.Context, tenantID, groupID int64, memberAddress string) error {
-	return s.tx(ctx, func(tx pgx.Tx) error {
+	return s.dirTx(ctx, func(tx pgx.Tx) error {
 		e, err := groupMember(ctx, tx, tenantID, groupID, memberAddress)
 		if err != nil {
 			return err

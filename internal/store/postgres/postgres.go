@@ -20,6 +20,7 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -36,6 +37,9 @@ var migrations embed.FS
 // safe for concurrent use, from any number of nodes.
 type Store struct {
 	pool *pgxpool.Pool
+	// dirVersion counts directory changes: this node's own (dirTx) and
+	// those other nodes announce (ListenRevocations hears them).
+	dirVersion atomic.Uint64
 }
 
 var _ store.Store = (*Store)(nil)
@@ -166,6 +170,42 @@ func (s *Store) batch(ctx context.Context, b *pgx.Batch) error {
 func (s *Store) tx(ctx context.Context, fn func(pgx.Tx) error) error {
 	return mapErr(pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{}, fn))
 }
+
+// dirTx is tx for changes of the directory (directory.go, access.go,
+// routes.go): see dirChanged.
+func (s *Store) dirTx(ctx context.Context, fn func(pgx.Tx) error) error {
+	defer s.dirChanged()
+	return s.tx(ctx, fn)
+}
+
+// dirExecOne is execOne on the pool for changes of the directory.
+func (s *Store) dirExecOne(ctx context.Context, what, query string, args ...any) error {
+	defer s.dirChanged()
+	return execOne(ctx, s.pool, what, query, args...)
+}
+
+// dirSerializable is serializable for changes of the directory.
+func (s *Store) dirSerializable(ctx context.Context, fn func(pgx.Tx) error) error {
+	defer s.dirChanged()
+	return s.serializable(ctx, fn)
+}
+
+// dirChanged follows every change of the directory, committed or not (an
+// extra one costs a cache refill): it moves this node's directory version
+// and tells the other nodes (NOTIFY hve_directory), whose listeners move
+// theirs.
+func (s *Store) dirChanged() {
+	s.dirVersion.Add(1)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	// A lost notification is bounded by the caches' maximum age.
+	s.pool.Exec(ctx, `SELECT pg_notify($1, current_schema())`, directoryChannel)
+}
+
+// DirectoryVersion counts the directory changes this node made or heard
+// of: see store.DirectoryVersion. Those of other nodes arrive through
+// ListenRevocations, within moments while its connection works.
+func (s *Store) DirectoryVersion() uint64 { return s.dirVersion.Load() }
 
 // serializable runs fn in a serializable transaction, running it again
 // when PostgreSQL aborts it for a conflict with a concurrent transaction

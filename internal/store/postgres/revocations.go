@@ -19,6 +19,10 @@ var _ store.Revocations = (*Store)(nil)
 // deployments, or tests, sharing the database).
 const revokeChannel = "hve_revoke"
 
+// directoryChannel is the NOTIFY channel of directory changes (see
+// dirChanged); a notification carries the schema of the change.
+const directoryChannel = "hve_directory"
+
 // Listening: how long the listener waits for a notification before it
 // checks that its connection still works (a connection cut without a
 // reset would otherwise go unnoticed), and the bounds of its pause before
@@ -53,7 +57,10 @@ func (s *Store) PublishRevocation(ctx context.Context, r store.Revocation) error
 }
 
 // ListenRevocations listens for revocations on a connection of its own
-// (LISTEN hve_revoke), taken out of the pool for as long as it lasts.
+// (LISTEN hve_revoke), taken out of the pool for as long as it lasts. The
+// same connection hears the directory changes of other nodes (LISTEN
+// hve_directory) and moves the directory version for each; each time it
+// starts listening (again) it moves it too, for what it may have missed.
 func (s *Store) ListenRevocations(ctx context.Context, l store.RevocationListener) {
 	pause := listenRetryMin
 	for ctx.Err() == nil {
@@ -88,9 +95,12 @@ func (s *Store) listen(ctx context.Context, l store.RevocationListener, listenin
 	if err := conn.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
 		return fmt.Errorf("listening for revocations: %w", err)
 	}
-	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{revokeChannel}.Sanitize()); err != nil {
-		return fmt.Errorf("listening for revocations: %w", err)
+	for _, ch := range []string{revokeChannel, directoryChannel} {
+		if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{ch}.Sanitize()); err != nil {
+			return fmt.Errorf("listening for revocations: %w", err)
+		}
 	}
+	s.dirVersion.Add(1)
 	listening()
 	if l.Listening != nil {
 		l.Listening()
@@ -100,7 +110,11 @@ func (s *Store) listen(ctx context.Context, l store.RevocationListener, listenin
 		n, err := conn.WaitForNotification(wait)
 		timedOut := wait.Err() != nil
 		cancel()
-		if n != nil {
+		if n != nil && n.Channel == directoryChannel {
+			if n.Payload == schema {
+				s.dirVersion.Add(1)
+			}
+		} else if n != nil {
 			var m revokeMessage
 			// Skip what is not ours: another deployment sharing the
 			// database.

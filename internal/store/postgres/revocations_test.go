@@ -139,3 +139,31 @@ func TestRevocationListenerReconnects(t *testing.T) {
 		t.Fatal("nothing heard after reconnecting")
 	}
 }
+
+// TestDirectoryChangesOfOtherNodesMoveTheVersion: a node that listens
+// hears the directory changes of another node on the same database (not
+// those of another deployment), so that its directory cache starts over.
+func TestDirectoryChangesOfOtherNodesMoveTheVersion(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	a, b := open(t, dsn), open(t, dsn)
+	elsewhere := open(t, pgtest.DSN(t))
+	listenFor(t, b)
+	listenFor(t, elsewhere)
+	// Listening moved the versions; read them once settled.
+	time.Sleep(200 * time.Millisecond)
+	before, beforeElsewhere := b.DirectoryVersion(), elsewhere.DirectoryVersion()
+	if _, err := a.CreateTenant(t.Context(), "announced"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for b.DirectoryVersion() == before {
+		if time.Now().After(deadline) {
+			t.Fatal("the other node's directory version did not move within 10s of a change")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if elsewhere.DirectoryVersion() != beforeElsewhere {
+		t.Error("a node of another schema heard the change")
+	}
+}

@@ -24,7 +24,7 @@ func (s *Store) SetRoute(ctx context.Context, r directory.Route) (directory.Rout
 		return r, fmt.Errorf("%w: %v", store.ErrInvalid, err)
 	}
 	r.UpdatedAt = time.Now().UTC()
-	err := s.tx(ctx, func(tx pgx.Tx) error {
+	err := s.dirTx(ctx, func(tx pgx.Tx) error {
 		if r.Domain != directory.DefaultRouteDomain {
 			var owner int64
 			err := tx.QueryRow(ctx, `SELECT tenant_id FROM domains WHERE name = $1 FOR SHARE`, r.Domain).Scan(&owner)
@@ -78,5 +78,5 @@ func (s *Store) Routes(ctx context.Context, tenantID int64) ([]directory.Route, 
 
 // RemoveRoute removes the route of a tenant's domain.
 func (s *Store) RemoveRoute(ctx context.Context, tenantID int64, domain string) error {
-	return execOne(ctx, s.pool, "route "+domain, `DELETE FROM routes WHERE tenant_id = $1 AND domain = $2`, tenantID, domain)
+	return s.dirExecOne(ctx, "route "+domain, `DELETE FROM routes WHERE tenant_id = $1 AND domain = $2`, tenantID, domain)
 }
