@@ -258,6 +258,11 @@ func (s *Store) Finish(ctx context.Context, deliveries []store.Delivery) error {
 	if len(deliveries) == 0 {
 		return nil
 	}
+	// Its statements are not cut short when the worker stops: an
+	// interrupted statement ends the whole transaction it shares with
+	// others, and the driver watches a cancellable context with a
+	// goroutine for every statement.
+	ctx = context.WithoutCancel(ctx)
 	now := nanos(time.Now())
 	ids := make([]string, len(deliveries))
 	for i, d := range deliveries {
