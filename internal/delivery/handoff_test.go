@@ -195,3 +195,51 @@ func TestHandedMessageHeldTooLongIsLeftToItsLease(t *testing.T) {
 	}
 	f.checkCopies(m, aliceAddr)
 }
+
+// blockingClaims holds the first Claim until release is closed.
+type blockingClaims struct {
+	*countingStore
+	entered chan struct{}
+	release chan struct{}
+	once    atomic.Bool
+}
+
+func (b *blockingClaims) Claim(ctx context.Context, owner string, now time.Time, limit int, lease time.Duration) ([]*queue.Message, error) {
+	if b.once.CompareAndSwap(false, true) {
+		close(b.entered)
+		<-b.release
+	}
+	return b.countingStore.Claim(ctx, owner, now, limit, lease)
+}
+
+func TestAStoppingWorkerGivesBackWhatItHadNotStarted(t *testing.T) {
+	f := newFixture(t)
+	bs := &blockingClaims{countingStore: &countingStore{Store: f.st}, entered: make(chan struct{}), release: make(chan struct{})}
+	w := delivery.NewWorker(bs, "stopping-worker", slog.New(slog.NewTextHandler(t.Output(), nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		w.Run(ctx)
+	}()
+	<-bs.entered // the first pass is in its claim
+	m, events := f.message(aliceAddr)
+	batch := []*queue.Message{m}
+	w.Reserve(batch)
+	if err := f.st.Enqueue(context.Background(), batch, events); err != nil {
+		t.Fatal(err)
+	}
+	w.Queued(batch)
+	cancel()
+	close(bs.release)
+	<-stopped
+	if len(f.copies(aliceAddr, m.QueueID)) != 0 {
+		t.Fatal("the stopped worker delivered the message")
+	}
+	// Leased no more: another worker claims it now.
+	other := delivery.NewWorker(f.st, "other-worker", slog.New(slog.NewTextHandler(t.Output(), nil)))
+	if n, err := other.RunOnce(context.Background()); err != nil || n != 1 {
+		t.Fatalf("another worker's RunOnce = %d, %v; want 1, nil: the lease was given back", n, err)
+	}
+	f.checkCopies(m, aliceAddr)
+}

@@ -180,6 +180,45 @@ func TestRelayCarriesEveryRecipientInOneTransaction(t *testing.T) {
 	}
 }
 
+// TestRelayedContentArrivesUnchanged: the relay dot-stuffs the content and
+// the next hop takes the dots out again, so that what arrives is what was
+// queued, for lines that start with dots, a last line without its line end
+// and a body larger than the connection's buffer.
+func TestRelayedContentArrivesUnchanged(t *testing.T) {
+	f, _ := newRelayFixture(t)
+	s := startSink(t, sinkOptions{})
+	f.smtpRoute(relayDomain, s)
+	long := strings.Repeat("0123456789abcdef", 4096) // 64 KiB on one line
+	bodies := []string{
+		"Subject: dots\r\n\r\n.\r\n..\r\n.leading\r\nmid.dle\r\n. \r\n",
+		"Subject: long\r\n\r\n" + long + "\r\n." + long + "\r\n",
+		"Subject: unterminated\r\n\r\nlast line",
+	}
+	var msgs []*queue.Message
+	for _, b := range bodies {
+		m, events := f.message(rx)
+		m.Body, m.Size = []byte(b), int64(len(b))
+		if err := f.st.Enqueue(context.Background(), []*queue.Message{m}, events); err != nil {
+			t.Fatal(err)
+		}
+		msgs = append(msgs, m)
+	}
+	f.runOnce(len(msgs))
+	got := s.transactions()
+	if len(got) != len(msgs) {
+		t.Fatalf("the next hop got %d transactions, want %d", len(got), len(msgs))
+	}
+	for i, b := range bodies {
+		want := b
+		if !strings.HasSuffix(want, "\r\n") {
+			want += "\r\n" // SMTP content always ends with a line end
+		}
+		if !slices.ContainsFunc(got, func(r received) bool { return string(r.body) == want }) {
+			t.Errorf("body %d did not arrive unchanged; want %q", i, want[:min(len(want), 80)])
+		}
+	}
+}
+
 func TestPerRecipientRepliesAndRetryOfOnlyTheDeferred(t *testing.T) {
 	f, clk := newRelayFixture(t)
 	s := startSink(t, sinkOptions{})

@@ -177,8 +177,13 @@ func (w *Worker) Queued(batch []*queue.Message) {
 func (w *Worker) takeHanded() ([]*queue.Message, time.Time) {
 	w.hmu.Lock()
 	n := min(len(w.handed), max(w.BatchSize, 1))
-	taken := w.handed[:n:n]
+	taken := slices.Clone(w.handed[:n])
+	// Cleared, so that the array does not keep the bodies.
+	clear(w.handed[:n])
 	w.handed = w.handed[n:]
+	if len(w.handed) == 0 {
+		w.handed = nil
+	}
 	for _, h := range taken {
 		w.handedBytes -= h.m.Size
 	}
@@ -198,6 +203,26 @@ func (w *Worker) takeHanded() ([]*queue.Message, time.Time) {
 		msgs = append(msgs, withDue(h.m))
 	}
 	return msgs, deadline
+}
+
+// releaseHanded ends the leases of the handed-over messages not started.
+func (w *Worker) releaseHanded() {
+	w.hmu.Lock()
+	var ids []string
+	for _, h := range w.handed {
+		ids = append(ids, h.m.QueueID)
+	}
+	w.handed, w.handedBytes = nil, 0
+	w.hmu.Unlock()
+	lr, ok := w.store.(leaseReleaser)
+	if !ok || len(ids) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := lr.ReleaseLeases(ctx, w.owner, ids); err != nil {
+		w.log.Warn("releasing the leases of messages not delivered; they are delivered once the leases run out", "messages", len(ids), "err", err)
+	}
 }
 
 // withDue gives a message just stored its recipients as a claim would:
@@ -243,9 +268,18 @@ func (w *Worker) Close() {
 	w.Relay.Close()
 }
 
-// Run delivers until ctx ends.
+// leaseReleaser is a Store that can end leases early (both stores can):
+// the messages a stopping worker had in memory are then claimed at once,
+// by any node, instead of when their leases run out.
+type leaseReleaser interface {
+	ReleaseLeases(ctx context.Context, owner string, queueIDs []string) error
+}
+
+// Run delivers until ctx ends; then it gives up the leases of the
+// handed-over messages it did not start.
 func (w *Worker) Run(ctx context.Context) {
 	defer w.Close()
+	defer w.releaseHanded()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {

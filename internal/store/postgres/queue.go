@@ -270,6 +270,18 @@ func (s *Store) Finish(ctx context.Context, deliveries []store.Delivery) error {
 	return nil
 }
 
+// ReleaseLeases ends owner's leases of the queued messages named, so that
+// any node claims them at once (a stopping delivery worker gives back what
+// it had not started).
+func (s *Store) ReleaseLeases(ctx context.Context, owner string, queueIDs []string) error {
+	_, err := s.pool.Exec(ctx, `UPDATE messages SET lease_owner = '', lease_until = 0
+		WHERE lease_owner = $1 AND state = 'queued' AND queue_id = ANY($2)`, owner, queueIDs)
+	if err != nil {
+		return fmt.Errorf("releasing %d leases: %w", len(queueIDs), mapErr(err))
+	}
+	return nil
+}
+
 // MessageBody returns a message's content.
 func (s *Store) MessageBody(ctx context.Context, queueID string) ([]byte, error) {
 	var body []byte

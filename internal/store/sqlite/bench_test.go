@@ -111,3 +111,72 @@ func cpuTime(b *testing.B) time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// BenchmarkEnqueueFinish measures the store's part of one message on the
+// path the embedded node takes under load: the spool enqueues a batch of
+// messages leased to the node's worker (the hand-over), the worker records
+// each outcome with a Delivered event; nothing is claimed or read back. One
+// op is one message. The batch is the number of messages that share a
+// commit, which is about the number of sessions waiting for one: the cost
+// per message falls with it.
+//
+//	go test -run XXX -bench EnqueueFinish -benchtime 6000x ./internal/store/sqlite/
+func BenchmarkEnqueueFinish(b *testing.B) {
+	for _, c := range []struct{ batch, rcpts, size int }{
+		{1, 1, 1 << 10}, {8, 1, 1 << 10}, {20, 1, 1 << 10}, {100, 1, 1 << 10}, {300, 1, 1 << 10},
+		{8, 10, 1 << 10}, {100, 10, 1 << 10}, {8, 1, 100 << 10}, {100, 1, 100 << 10},
+	} {
+		b.Run(fmt.Sprintf("batch=%d,rcpts=%d,size=%d", c.batch, c.rcpts, c.size), func(b *testing.B) {
+			s, err := Open(context.Background(), b.TempDir())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			ctx := context.Background()
+			rcpts := make([]string, c.rcpts)
+			for i := range rcpts {
+				rcpts[i] = fmt.Sprintf("user%d@b.example", i)
+			}
+			body := bytes.Repeat([]byte("x"), c.size)
+			b.ReportAllocs()
+			b.ResetTimer()
+			cpu0 := cpuTime(b)
+			for done := 0; done < b.N; done += c.batch {
+				n := min(c.batch, b.N-done)
+				now := time.Now().UTC()
+				msgs := make([]*queue.Message, n)
+				var events []trace.Event
+				deliveries := make([]store.Delivery, n)
+				for i := range msgs {
+					m := &queue.Message{
+						QueueID: queue.NewID(now), TenantID: 1, AccountID: 1, Sender: "app@a.example",
+						Recipients: rcpts, MessageID: "<m@a.example>", Subject: "hello",
+						ClientIP: "192.0.2.1", Size: int64(len(body)), ReceivedAt: now, Body: body,
+						LeaseOwner: "bench", LeaseUntil: now.Add(time.Minute),
+					}
+					msgs[i] = m
+					d := store.Delivery{QueueID: m.QueueID}
+					for _, r := range rcpts {
+						events = append(events, trace.Event{TenantID: 1, Time: now, QueueID: m.QueueID, MessageID: m.MessageID,
+							Sender: m.Sender, Recipient: r, Event: trace.EventReceived, Status: trace.StatusPending,
+							Detail: "accepted from 192.0.2.1 (app@a.example)", ClientIP: m.ClientIP, Subject: m.Subject, Size: m.Size})
+						d.Recipients = append(d.Recipients, queue.Recipient{Address: r, State: queue.RecipientDelivered, Attempts: 1,
+							NextAttemptAt: now, UpdatedAt: now, LastReply: "250 2.0.0 Ok: queued"})
+						d.Events = append(d.Events, trace.Event{TenantID: 1, Time: now, QueueID: m.QueueID, MessageID: m.MessageID,
+							Sender: m.Sender, Recipient: r, Event: trace.EventDelivered, Status: trace.StatusDelivered,
+							Detail: "delivered to next hop mx.b.example:25 (attempt 1): 250 2.0.0 Ok: queued", ClientIP: m.ClientIP,
+							Subject: m.Subject, Size: m.Size})
+					}
+					deliveries[i] = d
+				}
+				if err := s.Enqueue(ctx, msgs, events); err != nil {
+					b.Fatal(err)
+				}
+				if err := s.Finish(ctx, deliveries); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(cpuTime(b)-cpu0)/float64(b.N), "cpu-ns/op")
+		})
+	}
+}

@@ -305,6 +305,22 @@ func (s *Store) Finish(ctx context.Context, deliveries []store.Delivery) error {
 	return nil
 }
 
+// ReleaseLeases ends owner's leases of the queued messages named, so that
+// any node claims them at once (a stopping delivery worker gives back what
+// it had not started).
+func (s *Store) ReleaseLeases(ctx context.Context, owner string, queueIDs []string) error {
+	ids, err := json.Marshal(queueIDs)
+	if err != nil {
+		return err
+	}
+	_, err = s.exec(ctx, `UPDATE messages SET lease_owner = '', lease_until = 0
+		WHERE lease_owner = ? AND state = 'queued' AND queue_id IN (SELECT value FROM json_each(?))`, owner, string(ids))
+	if err != nil {
+		return fmt.Errorf("releasing %d leases: %w", len(queueIDs), err)
+	}
+	return nil
+}
+
 const bodySQL = `SELECT body FROM message_bodies WHERE queue_id = ?`
 
 // MessageBody returns a message's content.

@@ -4,6 +4,7 @@ package storetest
 // that retries rely on.
 
 import (
+	"context"
 	"slices"
 	"testing"
 	"time"
@@ -226,5 +227,42 @@ func testRecipientStates(t *testing.T, s store.Store) {
 	}
 	if d := rcptStates(t, s, m.QueueID)["d@a.example"]; d.Attempts != 2 || d.Via != "team@a.example" {
 		t.Errorf("d after its second attempt = %+v", d)
+	}
+}
+
+// leaseReleaser is what a stopping delivery worker gives leases back
+// through (both stores have it).
+type leaseReleaser interface {
+	ReleaseLeases(ctx context.Context, owner string, queueIDs []string) error
+}
+
+// testLeasedAtEnqueue: a message stored leased (the spool's hand-over to
+// the node's worker) is claimed by nobody while its lease runs, and by
+// anyone once its owner gives the lease back; a release by another owner
+// changes nothing.
+func testLeasedAtEnqueue(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	ten := newTenant(t, s, "a", "a.example")
+	acc := newAccount(t, s, ten.ID, "app@a.example")
+	now := time.Now()
+	leased := newMessage(ten.ID, acc.ID, 0, now.Add(-time.Second))
+	leased.LeaseOwner, leased.LeaseUntil = "node-a", now.Add(time.Hour)
+	free := newMessage(ten.ID, acc.ID, 1, now.Add(-time.Second))
+	check(t, s.Enqueue(ctx, []*queue.Message{leased, free}, nil))
+	if got := queueIDs(must(t, of(s.Claim(ctx, "node-b", now, 10, time.Minute)))); !slices.Equal(got, []string{free.QueueID}) {
+		t.Fatalf("Claim = %v, want only the message stored without a lease", got)
+	}
+	lr, ok := s.(leaseReleaser)
+	if !ok {
+		t.Fatal("the store cannot release leases (ReleaseLeases)")
+	}
+	check(t, lr.ReleaseLeases(ctx, "node-b", []string{leased.QueueID}))
+	if got := must(t, of(s.Claim(ctx, "node-b", now, 10, time.Minute))); len(got) != 0 {
+		t.Fatalf("Claim after another owner's release = %v, want nothing", queueIDs(got))
+	}
+	check(t, lr.ReleaseLeases(ctx, "node-a", []string{leased.QueueID}))
+	got := must(t, of(s.Claim(ctx, "node-b", now, 10, time.Minute)))
+	if len(got) != 1 || got[0].QueueID != leased.QueueID || len(got[0].Due) != len(leased.Recipients) {
+		t.Fatalf("Claim after the owner's release = %+v, want the message with its recipients due", got)
 	}
 }

@@ -95,6 +95,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ReportJobs", testReportJobs},
 		{"DetailRows", testDetailRows},
 		{"DirectoryVersion", testDirectoryVersion},
+		{"LeasedAtEnqueue", testLeasedAtEnqueue},
 	}
 	tests = append(tests, adminTests...)
 	tests = append(tests, webhookTests...)
