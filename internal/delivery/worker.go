@@ -282,7 +282,10 @@ func (w *Worker) Run(ctx context.Context) {
 	defer w.releaseHanded()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
-	for {
+	// A pass never starts once ctx has ended (its select below may pick
+	// a wake-up over the end): what it took could not be delivered, and
+	// would stay leased.
+	for ctx.Err() == nil {
 		n, err := w.pass(ctx, w.claimDue())
 		if err != nil && ctx.Err() == nil {
 			w.log.Error("delivery pass failed", "err", err)

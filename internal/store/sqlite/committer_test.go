@@ -91,8 +91,8 @@ func pileUp(t *testing.T, c *committer, fns []func(*sql.Tx) error) []chan error 
 	}
 	// The callers are handed over one by one as the committer gathers;
 	// until it does they wait in their send. Give them the time to get
-	// there.
-	time.Sleep(50 * time.Millisecond)
+	// there, even on a loaded machine.
+	time.Sleep(300 * time.Millisecond)
 	return results
 }
 
@@ -152,29 +152,39 @@ func TestAFailingTransactionLeavesTheOthersOfItsCommit(t *testing.T) {
 
 func TestTransactionsLostWithAnotherAreRunAgain(t *testing.T) {
 	c, db := committerDB(t, nil)
-	release := make(chan struct{})
-	first := blocked(t, c, release)
 	var ranA atomic.Int64
 	killer := errors.New("ended the whole transaction")
-	results := pileUp(t, c, []func(*sql.Tx) error{
-		func(tx *sql.Tx) error { ranA.Add(1); return insert("a")(tx) },
-		func(tx *sql.Tx) error {
-			// As SQLite does on an interrupted statement or a full disk.
-			if _, err := tx.Exec(`ROLLBACK`); err != nil {
-				return err
-			}
-			return killer
-		},
-		insert("c"),
-	})
-	close(release)
-	<-first
-	errs := []error{<-results[0], <-results[1], <-results[2]}
-	if errs[0] != nil || !errors.Is(errs[1], killer) || errs[2] != nil {
-		t.Fatalf("results = %v; want nil, the killer's error, nil", errs)
+	op := func(fn func(*sql.Tx) error) *txOp {
+		return &txOp{ctx: context.Background(), fn: fn, result: make(chan txResult, 1)}
 	}
-	if got := strings.Join(rows(t, db), ","); got != "a,c,first" {
-		t.Errorf("rows = %s, want a,c,first: the transactions lost with the killer's were run again", got)
+	a := op(func(tx *sql.Tx) error { ranA.Add(1); return insert("a")(tx) })
+	k := op(func(tx *sql.Tx) error {
+		// As SQLite does on an interrupted statement or a full disk.
+		if _, err := tx.Exec(`ROLLBACK`); err != nil {
+			return err
+		}
+		return killer
+	})
+	z := op(insert("c"))
+	// One attempt of the three, in this order, as the committer's loop
+	// makes it (which waits, idle, for callers that never come).
+	again := c.attempt([]*txOp{a, k, z})
+	if len(again) != 2 || again[0] != a || again[1] != z {
+		t.Fatalf("attempt returned %d transactions to run again, want a and c", len(again))
+	}
+	if r := <-k.result; !errors.Is(r.err, killer) {
+		t.Fatalf("the killer got %v, want its error", r.err)
+	}
+	if again = c.attempt(again); len(again) != 0 {
+		t.Fatalf("the second attempt returned %d to run again", len(again))
+	}
+	for name, o := range map[string]*txOp{"a": a, "c": z} {
+		if r := <-o.result; r.err != nil {
+			t.Errorf("%s = %v", name, r.err)
+		}
+	}
+	if got := strings.Join(rows(t, db), ","); got != "a,c" {
+		t.Errorf("rows = %s, want a,c: the transactions lost with the killer's were run again", got)
 	}
 	if ranA.Load() != 2 {
 		t.Errorf("a ran %d times, want 2 (its first run was rolled back with the killer)", ranA.Load())

@@ -159,6 +159,11 @@ func lockDir(dir string) (*os.File, error) {
 
 // Close closes the database and releases the data directory.
 func (s *Store) Close() error {
+	// The writes under way end first (and are synced): they use the
+	// statements closed below.
+	if s.c != nil {
+		s.c.close()
+	}
 	errs := []error{s.q.close()}
 	for _, st := range []*sql.Stmt{s.lookupStmt, s.domainStmt} {
 		if st != nil {
@@ -167,9 +172,6 @@ func (s *Store) Close() error {
 	}
 	if s.r != nil {
 		errs = append(errs, s.r.Close())
-	}
-	if s.c != nil {
-		s.c.close()
 	}
 	if s.ck != nil {
 		errs = append(errs, s.ck.close())
