@@ -190,17 +190,12 @@ func (s *Store) dirSerializable(ctx context.Context, fn func(pgx.Tx) error) erro
 	return s.serializable(ctx, fn)
 }
 
-// dirChanged follows every change of the directory, committed or not (an
-// extra one costs a cache refill): it moves this node's directory version
-// and tells the other nodes (NOTIFY hve_directory), whose listeners move
-// theirs.
-func (s *Store) dirChanged() {
-	s.dirVersion.Add(1)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	// A lost notification is bounded by the caches' maximum age.
-	s.pool.Exec(ctx, `SELECT pg_notify($1, current_schema())`, directoryChannel)
-}
+// dirChanged follows every change of the directory this node makes,
+// committed or not (an extra one costs a cache refill): it moves this
+// node's directory version at once. The other nodes hear of the change from
+// the tables' triggers (NOTIFY hve_directory, migration 0003), and so does
+// this node's listener, moments later.
+func (s *Store) dirChanged() { s.dirVersion.Add(1) }
 
 // DirectoryVersion counts the directory changes this node made or heard
 // of: see store.DirectoryVersion. Those of other nodes arrive through

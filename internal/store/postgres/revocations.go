@@ -19,8 +19,9 @@ var _ store.Revocations = (*Store)(nil)
 // deployments, or tests, sharing the database).
 const revokeChannel = "hve_revoke"
 
-// directoryChannel is the NOTIFY channel of directory changes (see
-// dirChanged); a notification carries the schema of the change.
+// directoryChannel is the NOTIFY channel of directory changes, sent by the
+// directory tables' triggers (migration 0003); a notification carries the
+// schema of the change.
 const directoryChannel = "hve_directory"
 
 // Listening: how long the listener waits for a notification before it
