@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"os"
+	"sync/atomic"
 	"time"
 )
 
@@ -13,23 +14,34 @@ import (
 // the log holds 1,000 pages; the store's writer never does (its commits
 // would wait for it), and the checkpointer makes them on a connection of
 // its own instead, while the writer goes on.
+//
+// The log file's size is no measure of what the log holds: once a
+// checkpoint has copied everything, the writer starts again at the file's
+// beginning and the file keeps its size. So the size only tells when there
+// cannot be enough to copy yet; otherwise the checkpointer runs a passive
+// checkpoint and goes by what SQLite answers: the pages in the log and
+// those it copied.
 const (
 	// checkpointEvery is how often the checkpointer looks at the log.
 	checkpointEvery = 100 * time.Millisecond
 	// checkpointPages is the log size (in pages of 4 KiB) from which it
 	// checkpoints what it can without waiting for anyone (PASSIVE).
 	checkpointPages = 1000
-	// restartBytes is the log size past which it also waits for readers
-	// and the writer to let it start the log over (RESTART), should passive
-	// checkpoints never catch up under constant load.
-	restartBytes = 16 << 20
+	// restartPages is how many pages a passive checkpoint may have left
+	// behind (readers still on older pages) before the checkpointer also
+	// waits for readers and the writer to start the log over (RESTART),
+	// should passive checkpoints never catch up under constant load. That
+	// wait holds up the writer, so it is the exception.
+	restartPages = 4096
 )
 
 type checkpointer struct {
-	db      *sql.DB
-	walPath string
-	stop    chan struct{}
-	done    chan struct{}
+	// passives and restarts count the checkpoints made (for tests).
+	passives, restarts atomic.Int64
+	db                 *sql.DB
+	walPath            string
+	stop               chan struct{}
+	done               chan struct{}
 }
 
 // newCheckpointer starts checkpointing the database at path.
@@ -62,13 +74,18 @@ func (c *checkpointer) run() {
 		if err != nil || fi.Size() < checkpointPages*4096 {
 			continue
 		}
-		mode := "PASSIVE"
-		if fi.Size() > restartBytes {
-			mode = "RESTART"
-		}
 		// Errors (SQLITE_BUSY above all) only mean it is tried again at
 		// the next tick.
-		c.db.ExecContext(context.Background(), "PRAGMA wal_checkpoint("+mode+")")
+		var busy, logPages, copied int64
+		err = c.db.QueryRowContext(context.Background(), "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &logPages, &copied)
+		if err != nil {
+			continue
+		}
+		c.passives.Add(1)
+		if logPages-copied > restartPages {
+			c.restarts.Add(1)
+			c.db.ExecContext(context.Background(), "PRAGMA wal_checkpoint(RESTART)")
+		}
 	}
 }
 
