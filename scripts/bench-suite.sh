@@ -12,10 +12,16 @@
 #   hve      hve serve --demo on the embedded store, relaying to a no-op
 #            next hop (scripts/nexthop-sink)
 #   pg       the same on the PostgreSQL store (a fresh database)
+#   nostore  hve as the hve target, built with the tag hve_discard_spool:
+#            the embedded store does not write the spool's batches nor
+#            the delivery outcomes (nothing else changes: sessions,
+#            sign-in, trace events made, delivery from memory to the
+#            next hop). A measurement, not a server: what hve reaches if
+#            its store cost nothing (W1-W3 only)
 #
 # and prints a table with msgs/s, p50 and p99 of the MAIL..250 transaction,
 # the server's CPU time per accepted message (from /proc), the ratios
-# (hve/Postfix, hve/durable sink, PG/embedded) and which targets of the
+# (hve/Postfix, hve/durable sink, PG/embedded, nostore/durable sink) and which targets of the
 # scale issue are met. Every server uses the same self-signed
 # RSA-2048 certificate. Workloads (hve bench; STARTTLS + AUTH PLAIN):
 #
@@ -39,7 +45,7 @@
 #
 # Settings (environment): RUNS (default 3; each figure is a median),
 # DURATION (per run, default 20s), CONNS (default 20), TARGETS (default
-# "postfix sink durable hve pg"), W5_CONNS (2000), W5_IDLE (10s),
+# "postfix sink durable hve pg nostore"), W5_CONNS (2000), W5_IDLE (10s),
 # W5_DURATION (DURATION), E2E_DURATION (60s), HOP_CONNS (hve's connections
 # to its next hop, default 20 like Postfix's destination concurrency),
 # PG_BASE (default postgres://postgres@127.0.0.1:5432: the suite creates
@@ -58,7 +64,7 @@ set -euo pipefail
 RUNS=${RUNS:-3}
 DURATION=${DURATION:-20s}
 CONNS=${CONNS:-20}
-TARGETS=${TARGETS:-postfix sink durable hve pg}
+TARGETS=${TARGETS:-postfix sink durable hve pg nostore}
 W5_CONNS=${W5_CONNS:-2000}
 W5_IDLE=${W5_IDLE:-10s}
 W5_DURATION=${W5_DURATION:-$DURATION}
@@ -141,6 +147,9 @@ echo "tree: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff 
 echo "suite: RUNS=$RUNS DURATION=$DURATION CONNS=$CONNS TARGETS=\"$TARGETS\" W5_CONNS=$W5_CONNS W5_IDLE=$W5_IDLE E2E_DURATION=$E2E_DURATION workloads: ${SELECTED[*]}" >&2
 build_hve
 go build -o "$WORK/nexthop-sink" ./scripts/nexthop-sink
+if wanted nostore; then
+	go build -tags hve_discard_spool -o "$WORK/hve-nostore" ./cmd/hve
+fi
 
 # One self-signed RSA-2048 certificate for every server.
 openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=bench.local \
@@ -398,7 +407,11 @@ start_hve_target() {
 	fi
 	[[ -n $pprof ]] && flags+=(--pprof "$pprof")
 	start_hop || return 1
-	start_hve "$dir" "${flags[@]}" || return 1
+	if [[ $name == nostore ]]; then
+		HVE=$WORK/hve-nostore start_hve "$dir" "${flags[@]}" || return 1
+	else
+		start_hve "$dir" "${flags[@]}" || return 1
+	fi
 	PID[$name]=$HVE_PID
 	HVE_PID=
 	ADMINS[$name]=$ADMIN
@@ -421,7 +434,7 @@ start_target() {
 	postfix) start_postfix || ok=0 ;;
 	sink) start_sink sink || ok=0 ;;
 	durable) start_sink durable --durable "$WORK/durable-spool" || ok=0 ;;
-	hve | pg)
+	hve | pg | nostore)
 		local pprof=
 		[[ $PROFILE == 1 ]] && pprof=127.0.0.1:$((6060 + ${#name}))
 		start_hve_target "$name" "$pprof" || ok=0
@@ -450,7 +463,7 @@ settle() {
 	for _ in $(seq 240); do
 		case $name in
 		postfix) d=$(postfix_depth) ;;
-		hve | pg) d=$(hve_depth "$name") ;;
+		hve | pg | nostore) d=$(hve_depth "$name") ;;
 		*) return 0 ;;
 		esac
 		[[ ${d:-0} == 0 ]] && return 0
@@ -537,7 +550,7 @@ profile_bg() {
 # usage metering, trace) does not load the other targets' runs.
 PHASE1=()
 for w in W1 W2 W3 W4; do selected "$w" && PHASE1+=("$w"); done
-is_node() { [[ $1 == hve || $1 == pg ]]; }
+is_node() { [[ $1 == hve || $1 == pg || $1 == nostore ]]; }
 if [[ ${#PHASE1[@]} -gt 0 ]]; then
 	for t in $TARGETS; do is_node "$t" || start_target "$t"; done
 	for run in $(seq "$RUNS"); do
@@ -545,6 +558,7 @@ if [[ ${#PHASE1[@]} -gt 0 ]]; then
 			is_node "$t" && [[ ${STATE[$t]:-} != failed ]] && start_target "$t"
 			[[ ${STATE[$t]} == up ]] || continue
 			for w in "${PHASE1[@]}"; do
+				[[ $t == nostore && $w == W4 ]] && continue
 				PROF_PID=
 				if [[ $PROFILE == 1 && $run == 1 ]] && is_node "$t"; then
 					profile_bg "$t" "$w"
@@ -709,6 +723,15 @@ fi
 	printf '%-44s %8s %8s  %s\n' "hve / durable sink, W4" "$r" ">= 0.8" "$(verdict "$r" 0.8)"
 	r=$(ratio "$(med hve W4 msgs_per_s)" "$(med sink W4 msgs_per_s)")
 	printf '%-44s %8s %8s  %s\n' "hve / no-op sink, W4" "$r" ">= 0.8" "$(verdict "$r" 0.8)"
+	# The ceiling: hve with a store that costs nothing. A target above it
+	# is out of reach of any store; hve / nostore is the store's share.
+	if wanted nostore; then
+		printf '%-44s %8s\n' "nostore / Postfix, W1" "$(ratio "$(med nostore W1 msgs_per_s)" "$(med postfix W1 msgs_per_s)")"
+		for w in W1 W2 W3; do
+			printf '%-44s %8s\n' "nostore / durable sink, $w" "$(ratio "$(med nostore $w msgs_per_s)" "$(med durable $w msgs_per_s)")"
+			printf '%-44s %8s\n' "hve / nostore, $w" "$(ratio "$(med hve $w msgs_per_s)" "$(med nostore $w msgs_per_s)")"
+		done
+	fi
 	for w in W1 W2 W3 W4; do
 		printf '%-44s %8s %8s\n' "durable sink / no-op sink, $w" "$(ratio "$(med durable $w msgs_per_s)" "$(med sink $w msgs_per_s)")" ""
 	done

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -77,6 +78,9 @@ var _ store.Store = (*Store)(nil)
 // Open opens (creating if needed) the database hve.db in dir and applies
 // pending migrations.
 func Open(ctx context.Context, dir string) (*Store, error) {
+	if discardSpool {
+		slog.Warn("this hve was built with hve_discard_spool for the benchmark suite: accepted messages and their trace are NOT stored")
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating data directory: %w", err)
 	}
