@@ -39,6 +39,7 @@ import (
 	"hve/internal/store/sqlite"
 	"hve/internal/tlsutil"
 	"hve/internal/trace"
+	"hve/internal/tracetail"
 	"hve/internal/usage"
 	"hve/internal/webhook"
 	"hve/internal/webui"
@@ -212,7 +213,10 @@ func (s *Server) start(ctx context.Context) (err error) {
 	}()
 	// Usage metering and detailed reports work from trace, apart from the
 	// paths that write it.
-	meter := usage.NewAggregator(s.Store, s.log.With("part", "usage"))
+	// The meter and the webhook dispatcher both read every new trace
+	// event; they share the reading (tracetail).
+	tail := sharedTail{Store: s.Store, tail: tracetail.New(s.Store, 20000)}
+	meter := usage.NewAggregator(tail, s.log.With("part", "usage"))
 	reports := report.NewRunner(s.Store, nodeID(cfg.Hostname), s.log.With("part", "reports"))
 	s.wg.Add(2)
 	go func() {
@@ -223,7 +227,7 @@ func (s *Server) start(ctx context.Context) (err error) {
 		defer s.wg.Done()
 		reports.Run(runCtx)
 	}()
-	s.startNotifications(runCtx, worker, meter)
+	s.startNotifications(runCtx, worker, meter, tail)
 	// Trace retention runs apart from the meter and the dispatcher: both
 	// read forward from their cursors, and what it deletes lies behind them.
 	retention := &trace.Retention{Store: s.Store, Keep: keep, Log: s.log.With("part", "trace")}
@@ -435,12 +439,24 @@ func (s *Server) SettingsChanged(tenantID int64) {
 	}
 }
 
+// sharedTail is the store with its reading of new trace events shared by
+// the usage meter and the webhook dispatcher.
+type sharedTail struct {
+	store.Store
+	tail *tracetail.Reader
+}
+
+// MeterEvents reads through the shared tail.
+func (t sharedTail) MeterEvents(ctx context.Context, afterID int64, limit int) ([]store.MeterEvent, error) {
+	return t.tail.MeterEvents(ctx, afterID, limit)
+}
+
 // startNotifications starts what tells the outside world, from trace: the
 // dispatcher (webhook outbox rows, failure reports), the webhook sender,
 // and the anomaly rule; and makes the alert raiser.
-func (s *Server) startNotifications(ctx context.Context, worker *delivery.Worker, meter *usage.Aggregator) {
+func (s *Server) startNotifications(ctx context.Context, worker *delivery.Worker, meter *usage.Aggregator, tail sharedTail) {
 	cfg := s.Config
-	dispatcher := webhook.NewDispatcher(s.Store, s.log.With("part", "webhooks"))
+	dispatcher := webhook.NewDispatcher(tail, s.log.With("part", "webhooks"))
 	dispatcher.Hostname = cfg.Hostname
 	dispatcher.OnReport = worker.Wake
 	sender := webhook.NewSender(s.Store, nodeID(cfg.Hostname), s.log.With("part", "webhooks"))
