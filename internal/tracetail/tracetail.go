@@ -31,8 +31,6 @@ type Reader struct {
 	// events are every event with an id in (lo, hi], in id order.
 	lo, hi int64
 	events []store.MeterEvent
-	// reads counts the reads of the source (for tests).
-	reads int
 }
 
 // New returns a Reader over src that keeps the latest max events read (up
@@ -60,7 +58,6 @@ func (r *Reader) MeterEvents(ctx context.Context, afterID int64, limit int) ([]s
 		}
 		afterID, limit = r.hi, limit-len(kept)
 	}
-	r.reads++
 	page, err := r.src.MeterEvents(ctx, afterID, limit)
 	if err != nil {
 		if len(kept) > 0 {

@@ -24,6 +24,18 @@ func (c *counting) MeterEvents(ctx context.Context, afterID int64, limit int) ([
 	return page, err
 }
 
+// openStore opens an embedded store in a fresh directory, closed at the
+// test's end.
+func openStore(t *testing.T) *sqlite.Store {
+	t.Helper()
+	s, err := sqlite.Open(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
 // addMessages stores n messages' events: a Received event for each of
 // two recipients, then a Delivered event for each.
 func addMessages(t *testing.T, s *sqlite.Store, from, n int) {
@@ -66,21 +78,15 @@ func follow(t *testing.T, r *Reader, cursor *int64, size int) []store.MeterEvent
 
 func TestTwoFollowersReadEachEventOnce(t *testing.T) {
 	ctx := context.Background()
-	s, err := sqlite.Open(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openStore(t)
 	src := &counting{Store: s}
 	r := New(src, 1000)
 	var meter, dispatcher int64
 
+	from := 0
 	for round, n := range []int{30, 7, 0, 45} {
-		from := 0
-		for _, m := range []int{30, 7, 0, 45}[:round] {
-			from += m
-		}
 		addMessages(t, s, from, n)
+		from += n
 		before := src.returned
 		// Different page sizes, as the meter's and the dispatcher's.
 		got1 := follow(t, r, &meter, 50)
@@ -120,11 +126,7 @@ func TestTwoFollowersReadEachEventOnce(t *testing.T) {
 // still read every event in order.
 func TestFollowersFarApart(t *testing.T) {
 	ctx := context.Background()
-	s, err := sqlite.Open(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openStore(t)
 	addMessages(t, s, 0, 100)
 	want, err := s.MeterEvents(ctx, 0, 10000)
 	if err != nil {
