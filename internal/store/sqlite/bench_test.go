@@ -51,9 +51,11 @@ func BenchmarkEnqueueClaimFinish(b *testing.B) {
 				msgs := make([]*queue.Message, n)
 				var events []trace.Event
 				for i := range msgs {
+					// Each message has a Message-ID of its own, as in service:
+					// its entries in trace_message_id go anywhere in the index.
 					m := &queue.Message{
 						QueueID: queue.NewID(now), TenantID: 1, AccountID: 1, Sender: "app@a.example",
-						Recipients: rcpts, MessageID: "<m@a.example>", Subject: "hello",
+						Recipients: rcpts, MessageID: fmt.Sprintf("<%d.%d@a.example>", now.UnixNano(), done+i), Subject: "hello",
 						ClientIP: "192.0.2.1", Size: int64(len(body)), ReceivedAt: now, Body: body,
 					}
 					msgs[i] = m
@@ -148,9 +150,11 @@ func BenchmarkEnqueueFinish(b *testing.B) {
 				var events []trace.Event
 				deliveries := make([]store.Delivery, n)
 				for i := range msgs {
+					// Each message has a Message-ID of its own, as in service:
+					// its entries in trace_message_id go anywhere in the index.
 					m := &queue.Message{
 						QueueID: queue.NewID(now), TenantID: 1, AccountID: 1, Sender: "app@a.example",
-						Recipients: rcpts, MessageID: "<m@a.example>", Subject: "hello",
+						Recipients: rcpts, MessageID: fmt.Sprintf("<%d.%d@a.example>", now.UnixNano(), done+i), Subject: "hello",
 						ClientIP: "192.0.2.1", Size: int64(len(body)), ReceivedAt: now, Body: body,
 						LeaseOwner: "bench", LeaseUntil: now.Add(time.Minute),
 					}

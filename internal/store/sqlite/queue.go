@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -405,6 +406,25 @@ func (s *Store) insertEvents(ctx context.Context, tx *sql.Tx, events []trace.Eve
 
 // SearchTrace finds events matching q, oldest first.
 func (s *Store) SearchTrace(ctx context.Context, q trace.Query) ([]trace.Event, error) {
+	query, args := searchTraceSQL(q)
+	rows, err := s.r.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("searching trace: %w", err)
+	}
+	list, err := collect(rows, func(row scanner) (e trace.Event, err error) {
+		var t int64
+		err = row.Scan(&e.ID, &e.TenantID, &t, &e.QueueID, &e.MessageID, &e.Sender, &e.Recipient, &e.Event, &e.Status, &e.Detail, &e.ClientIP, &e.Subject, &e.Size)
+		e.Time = fromNanos(t)
+		return e, err
+	})
+	if list == nil {
+		list = []trace.Event{}
+	}
+	return list, err
+}
+
+// searchTraceSQL is SearchTrace's statement and its arguments.
+func searchTraceSQL(q trace.Query) (string, []any) {
 	where := []string{"tenant_id = ?", "id > ?"}
 	args := []any{q.TenantID, q.AfterID}
 	add := func(cond string, v any) {
@@ -430,7 +450,13 @@ func (s *Store) SearchTrace(ctx context.Context, q trace.Query) ([]trace.Event, 
 			WHERE l.queue_id = trace_events.queue_id AND l.recipient = trace_events.recipient AND l.id > trace_events.id))`, q.Status)
 	}
 	if q.Event != "" {
-		add("event = ?", q.Event)
+		if slices.Contains(trace.Events, q.Event) {
+			// A known name goes in as a literal: only then can SQLite
+			// use the partial index of alerts (trace_alert_time).
+			where = append(where, "event = '"+q.Event+"'")
+		} else {
+			add("event = ?", q.Event)
+		}
 	}
 	if q.ClientIP != "" {
 		add("client_ip = ?", q.ClientIP)
@@ -451,22 +477,23 @@ func (s *Store) SearchTrace(ctx context.Context, q trace.Query) ([]trace.Event, 
 		limit = 1000
 	}
 	args = append(args, limit)
-	rows, err := s.r.QueryContext(ctx, `SELECT id, tenant_id, time, queue_id, message_id, sender, recipient, event, status, detail, client_ip, subject, size
-		FROM trace_events WHERE `+strings.Join(where, " AND ")+` ORDER BY id LIMIT ?`, args...)
-	if err != nil {
-		return nil, fmt.Errorf("searching trace: %w", err)
-	}
-	list, err := collect(rows, func(row scanner) (e trace.Event, err error) {
-		var t int64
-		err = row.Scan(&e.ID, &e.TenantID, &t, &e.QueueID, &e.MessageID, &e.Sender, &e.Recipient, &e.Event, &e.Status, &e.Detail, &e.ClientIP, &e.Subject, &e.Size)
-		e.Time = fromNanos(t)
-		return e, err
-	})
-	if list == nil {
-		list = []trace.Event{}
-	}
-	return list, err
+	return `SELECT id, tenant_id, time, queue_id, message_id, sender, recipient, event, status, detail, client_ip, subject, size
+		FROM trace_events WHERE ` + strings.Join(where, " AND ") + ` ORDER BY id LIMIT ?`, args
 }
+
+// pruneTraceSQL reads old events through trace_tenant_time (tenant_id,
+// time), one tenant after the other: the recursive part steps from one
+// tenant id in the index to the next, a lookup each, so that no index by
+// time alone has to be written for every event.
+const pruneTraceSQL = `DELETE FROM trace_events WHERE id IN (
+	WITH RECURSIVE event_tenants(id) AS (
+		SELECT min(tenant_id) FROM trace_events
+		UNION ALL
+		SELECT (SELECT min(tenant_id) FROM trace_events WHERE tenant_id > event_tenants.id) FROM event_tenants
+		WHERE event_tenants.id IS NOT NULL)
+	SELECT e.id FROM event_tenants t JOIN trace_events e ON e.tenant_id = t.id AND e.time < ?
+	WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.queue_id = e.queue_id AND e.queue_id != '' AND m.state != 'done')
+	LIMIT ?)`
 
 // PruneTrace deletes up to limit trace events older than before, and says
 // how many it deleted. Events of a message still in the queue stay, however
@@ -483,10 +510,7 @@ func (s *Store) PruneTrace(ctx context.Context, before time.Time, limit int) (in
 	}
 	var n int64
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM trace_events WHERE id IN (
-			SELECT e.id FROM trace_events e WHERE e.time < ?
-				AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.queue_id = e.queue_id AND e.queue_id != '' AND m.state != 'done')
-			LIMIT ?)`, nanos(before), limit)
+		res, err := tx.ExecContext(ctx, pruneTraceSQL, nanos(before), limit)
 		if err != nil {
 			return err
 		}

@@ -309,3 +309,47 @@ func TestUpgradeFrom0001(t *testing.T) {
 		t.Errorf("copies after the upgrade = %v, want %v", folders, want)
 	}
 }
+
+// queryPlan is SQLite's plan for query, its steps joined by "; ".
+func queryPlan(t *testing.T, s *Store, query string, args ...any) string {
+	t.Helper()
+	rows, err := s.r.QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+query, args...)
+	if err != nil {
+		t.Fatalf("EXPLAIN QUERY PLAN: %v", err)
+	}
+	var steps []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		steps = append(steps, detail)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return strings.Join(steps, "; ")
+}
+
+// Retention and the home page's recent alerts read trace through indexes
+// (not a scan of the whole table) though no index by time alone or by
+// event name is written for every event.
+func TestTraceReadsUseIndexes(t *testing.T) {
+	s := open(t, t.TempDir())
+	plan := queryPlan(t, s, strings.Replace(pruneTraceSQL, "DELETE FROM trace_events WHERE id IN", "SELECT 1 WHERE 1 IN", 1),
+		nanos(time.Now()), 100)
+	if !strings.Contains(plan, "SEARCH e USING INDEX trace_tenant_time (tenant_id=? AND time<?)") {
+		t.Errorf("retention's plan = %q, want a search of trace_tenant_time by tenant and time", plan)
+	}
+	for _, step := range strings.Split(plan, "; ") {
+		if table, _, _ := strings.Cut(strings.TrimPrefix(step, "SCAN "), " "); step != table && (table == "e" || table == "trace_events") {
+			t.Errorf("retention's plan = %q scans the table", plan)
+		}
+	}
+	query, args := searchTraceSQL(trace.Query{TenantID: 1, Event: trace.EventAlert, Since: time.Now().Add(-24 * time.Hour), Limit: 1000})
+	plan = queryPlan(t, s, query, args...)
+	if !strings.Contains(plan, "USING INDEX trace_alert_time") {
+		t.Errorf("the alerts' plan = %q, want the partial index trace_alert_time", plan)
+	}
+}
