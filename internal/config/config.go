@@ -64,6 +64,22 @@ type Queue struct {
 	// filesystem ("1GiB", "500MB", "5%", or "0" for no check): below it,
 	// submission answers 452 4.3.1 until there is room again.
 	MinFreeDisk string `toml:"min_free_disk"`
+	// KeepFinished is how long a message that has left the queue (every
+	// recipient delivered or failed) keeps its row, recipient states and
+	// body: a number of days ("1d") or a Go duration ("36h"); "0" keeps
+	// them for ever. Its trace events are kept apart, by [trace] retention.
+	KeepFinished string `toml:"keep_finished"`
+}
+
+// DefaultKeepFinished is how long finished messages are kept by default:
+// long enough for the failure reports and webhooks that read a finished
+// message's recipients to catch up after a node was down for hours.
+const DefaultKeepFinished = "1d"
+
+// KeepFinishedPeriod parses KeepFinished (empty is DefaultKeepFinished);
+// 0 means finished messages are never deleted.
+func (q Queue) KeepFinishedPeriod() (time.Duration, error) {
+	return period("keep_finished", q.KeepFinished, DefaultKeepFinished, "1d", "36h")
 }
 
 // MinFree parses MinFreeDisk.
@@ -96,25 +112,33 @@ const DefaultTraceRetention = "90d"
 // RetentionPeriod parses Retention (empty is DefaultTraceRetention); 0
 // means events are never deleted.
 func (t Trace) RetentionPeriod() (time.Duration, error) {
-	s := strings.TrimSpace(t.Retention)
+	return period("retention", t.Retention, DefaultTraceRetention, "90d", "720h")
+}
+
+// period parses a setting that is a number of days ("90d"), a Go duration
+// ("720h"), or "0" for for ever. An empty value is def: a Config built in
+// code rather than from Default keeps the default too, since an unset field
+// must not mean "never delete". The examples go into the error message.
+func period(key, value, def, daysExample, durationExample string) (time.Duration, error) {
+	s := strings.TrimSpace(value)
 	if s == "" {
-		// A Config built in code rather than from Default keeps the
-		// default too: an unset field must not mean "never delete".
-		s = DefaultTraceRetention
+		s = def
 	}
 	if s == "0" {
 		return 0, nil
 	}
+	bad := fmt.Errorf("%s %q: want a number of days such as %q, a duration such as %q, or \"0\" to keep for ever",
+		key, value, daysExample, durationExample)
 	if days, ok := strings.CutSuffix(s, "d"); ok {
 		n, err := strconv.Atoi(days)
 		if err != nil || n < 0 {
-			return 0, fmt.Errorf("retention %q: want a number of days such as \"90d\", a duration such as \"720h\", or \"0\" to keep trace for ever", t.Retention)
+			return 0, bad
 		}
 		return time.Duration(n) * 24 * time.Hour, nil
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil || d < 0 {
-		return 0, fmt.Errorf("retention %q: want a number of days such as \"90d\", a duration such as \"720h\", or \"0\" to keep trace for ever", t.Retention)
+		return 0, bad
 	}
 	return d, nil
 }
@@ -219,7 +243,7 @@ func Default() Config {
 		LogLevel: "info",
 		Delivery: Delivery{MaxAge: 48 * time.Hour, Lease: 5 * time.Minute},
 		Alerts:   Alerts{AnomalyFactor: 10, AnomalyFloor: 100},
-		Queue:    Queue{MinFreeDisk: queue.DefaultMinFreeDisk},
+		Queue:    Queue{MinFreeDisk: queue.DefaultMinFreeDisk, KeepFinished: DefaultKeepFinished},
 		Trace:    Trace{Retention: DefaultTraceRetention},
 	}
 }
@@ -242,6 +266,9 @@ func Load(path string) (Config, error) {
 		return c, fmt.Errorf("config %s: [delivery] lease must be a duration of at least 1s such as \"5m\"", path)
 	}
 	if _, err := c.Queue.MinFree(); err != nil {
+		return c, fmt.Errorf("config %s: [queue] %w", path, err)
+	}
+	if _, err := c.Queue.KeepFinishedPeriod(); err != nil {
 		return c, fmt.Errorf("config %s: [queue] %w", path, err)
 	}
 	if _, err := c.Trace.RetentionPeriod(); err != nil {

@@ -49,6 +49,7 @@ lease = "30s"
 
 [queue]
 min_free_disk = "5%"
+keep_finished = "7d"
 
 [alerts]
 anomaly_factor = 20
@@ -85,7 +86,7 @@ target = "unix:/run/dovecot/lmtp"
 			MessagesPerMinute: 10, RecipientsPerDay: 1000, MaxConnections: 2},
 		Admin:    Admin{Addr: "127.0.0.1:9000", PublicURL: "https://hve.example.com:8443"},
 		Delivery: Delivery{MaxAge: 72 * time.Hour, Lease: 30 * time.Second},
-		Queue:    Queue{MinFreeDisk: "5%"},
+		Queue:    Queue{MinFreeDisk: "5%", KeepFinished: "7d"},
 		Alerts:   Alerts{AnomalyFactor: 20, AnomalyFloor: 500},
 		Trace:    Trace{Retention: "30d"},
 		Routes: []Route{
@@ -205,6 +206,32 @@ func TestTraceRetention(t *testing.T) {
 	for _, in := range []string{"ninety days", "-1d", "-2h", "d", "1w"} {
 		if _, err := Load(writeFile(t, "[trace]\nretention = \""+in+"\"\n")); err == nil || !strings.Contains(err.Error(), "[trace] retention") {
 			t.Errorf("retention %q: error %v, want one naming [trace] retention", in, err)
+		}
+	}
+}
+
+func TestKeepFinished(t *testing.T) {
+	if d, err := Default().Queue.KeepFinishedPeriod(); err != nil || d != 24*time.Hour {
+		t.Errorf("default keep_finished = %v, %v; want a day", d, err)
+	}
+	if d, err := (Queue{}).KeepFinishedPeriod(); err != nil || d != 24*time.Hour {
+		t.Errorf("empty keep_finished = %v, %v; want the default, a day", d, err)
+	}
+	tests := map[string]time.Duration{"7d": 7 * 24 * time.Hour, "36h": 36 * time.Hour, "0": 0}
+	for in, want := range tests {
+		c, err := Load(writeFile(t, "[queue]\nkeep_finished = \""+in+"\"\n"))
+		if err != nil {
+			t.Errorf("keep_finished %q: %v", in, err)
+			continue
+		}
+		if d, err := c.Queue.KeepFinishedPeriod(); err != nil || d != want {
+			t.Errorf("keep_finished %q = %v, %v; want %v", in, d, err, want)
+		}
+	}
+	for _, in := range []string{"a day", "-1d", "1w"} {
+		_, err := Load(writeFile(t, "[queue]\nkeep_finished = \""+in+"\"\n"))
+		if err == nil || !strings.Contains(err.Error(), "[queue] keep_finished") || !strings.Contains(err.Error(), `"36h"`) {
+			t.Errorf("keep_finished %q: error %v, want one naming [queue] keep_finished with an example", in, err)
 		}
 	}
 }

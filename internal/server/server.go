@@ -33,6 +33,7 @@ import (
 	"hve/internal/oauth"
 	"hve/internal/queue"
 	"hve/internal/report"
+	"hve/internal/retention"
 	"hve/internal/smtpd"
 	"hve/internal/store"
 	"hve/internal/store/postgres"
@@ -154,9 +155,13 @@ func (s *Server) start(ctx context.Context) (err error) {
 	if embeddedStore(cfg) {
 		space = queue.NewSpaceGuard(cfg.Data, minFree, s.log.With("part", "queue"))
 	}
-	keep, err := cfg.Trace.RetentionPeriod()
+	keepTrace, err := cfg.Trace.RetentionPeriod()
 	if err != nil {
 		return fmt.Errorf("[trace] %w", err)
+	}
+	keepFinished, err := cfg.Queue.KeepFinishedPeriod()
+	if err != nil {
+		return fmt.Errorf("[queue] %w", err)
 	}
 
 	// Listeners not yet handed to a server are closed if starting fails.
@@ -230,8 +235,14 @@ func (s *Server) start(ctx context.Context) (err error) {
 	s.startNotifications(runCtx, worker, meter, tail)
 	// Trace retention runs apart from the meter and the dispatcher: both
 	// read forward from their cursors, and what it deletes lies behind them.
-	retention := &trace.Retention{Store: s.Store, Keep: keep, Log: s.log.With("part", "trace")}
-	s.wg.Go(func() { retention.Run(runCtx) })
+	traceRetention := &retention.Job{What: "trace events", Delete: s.Store.PruneTrace, Keep: keepTrace,
+		Log: s.log.With("part", "trace")}
+	s.wg.Go(func() { traceRetention.Run(runCtx) })
+	// Finished messages go after keep_finished: the failure reports read
+	// a finished message's recipients shortly after it finishes.
+	finishedRetention := &retention.Job{What: "finished messages", Delete: s.Store.PruneFinished, Keep: keepFinished,
+		Log: s.log.With("part", "queue")}
+	s.wg.Go(func() { finishedRetention.Run(runCtx) })
 
 	s.OAuth = oauth.New(s.Store, oauth.Config{IssuerURL: issuer}, s.log.With("part", "oauth"))
 	if err := s.OAuth.EnsureKey(ctx); err != nil {

@@ -221,6 +221,12 @@ type Queue interface {
 	MessageBody(ctx context.Context, queueID string) ([]byte, error)
 	// QueueDepth counts messages not yet finished.
 	QueueDepth(ctx context.Context) (int, error)
+	// PruneFinished deletes at most limit messages (0 or less means 5000)
+	// that left the queue before before, with their recipient states and
+	// bodies, and says how many it deleted. A message with a copy in an
+	// embedded mailbox stays: the mailbox reads its body from the queue.
+	// Its trace events are not touched (PruneTrace).
+	PruneFinished(ctx context.Context, before time.Time, limit int) (int, error)
 
 	// QueueItems lists a tenant's queued messages that match q, by queue
 	// id (oldest first), each with its open recipients (all of them with

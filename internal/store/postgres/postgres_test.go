@@ -111,3 +111,29 @@ func TestTraceReadsUseIndexes(t *testing.T) {
 		t.Errorf("the alerts' plan = %q, want the partial index trace_alert_time", plan)
 	}
 }
+
+// Pruning finished messages reads the partial index of finished messages,
+// not the whole table, with a day of finished mail in it (analyzed).
+func TestPruneFinishedUsesIndexes(t *testing.T) {
+	s := open(t, pgtest.DSN(t))
+	now := time.Now()
+	_, err := s.pool.Exec(t.Context(), `INSERT INTO messages
+		(queue_id, tenant_id, account_id, sender, recipients, message_id, subject, client_ip, size, received_at, state, next_attempt_at, finished_at)
+		SELECT 'q' || i, 1, 1, 'app@a.example', '[]', '<' || i || '@a.example>', 'hello', '192.0.2.1', 1000,
+			$1::bigint - (i::bigint * 1000000000 % 86400000000000), CASE WHEN i % 1000 = 0 THEN 'queued' ELSE 'done' END,
+			$1::bigint - (i::bigint * 1000000000 % 86400000000000), $1::bigint - (i::bigint * 1000000000 % 86400000000000)
+		FROM generate_series(1, 50000) i`, nanos(now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.pool.Exec(t.Context(), `ANALYZE messages`); err != nil {
+		t.Fatal(err)
+	}
+	plan := queryPlan(t, s, pruneFinishedSQL, nanos(now.Add(-23*time.Hour)), 5000)
+	if !strings.Contains(plan, "messages_done on messages m") {
+		t.Errorf("the pruning's plan = %q, want messages_done for the candidates", plan)
+	}
+	if strings.Contains(plan, "Seq Scan on messages") {
+		t.Errorf("the pruning's plan = %q scans the table", plan)
+	}
+}

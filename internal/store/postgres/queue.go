@@ -321,6 +321,38 @@ func (s *Store) QueueDepth(ctx context.Context) (int, error) {
 	return n, mapErr(err)
 }
 
+// pruneFinishedSQL deletes finished messages with their recipients and
+// bodies in one statement; the foreign keys are checked at its end, when
+// the children are gone. The candidates come from messages_done
+// (next_attempt_at of finished messages): a finished message keeps the
+// time its last attempt was due, which is at or before it finished. A
+// message deleted from the queue before its next attempt waits until that
+// time has passed as well. Nodes may prune at the same time: SKIP LOCKED lets each take
+// rows the other has not.
+const pruneFinishedSQL = `WITH old AS (
+		SELECT m.queue_id FROM messages m
+		WHERE m.state = 'done' AND m.next_attempt_at < $1 AND m.finished_at < $1
+		AND NOT EXISTS (SELECT 1 FROM mailbox_messages mm WHERE mm.queue_id = m.queue_id)
+		LIMIT $2
+		FOR UPDATE SKIP LOCKED),
+	r AS (DELETE FROM queue_recipients WHERE queue_id IN (SELECT queue_id FROM old)),
+	b AS (DELETE FROM message_bodies WHERE queue_id IN (SELECT queue_id FROM old))
+	DELETE FROM messages WHERE queue_id IN (SELECT queue_id FROM old)`
+
+// PruneFinished deletes up to limit messages that finished before before,
+// with their recipients and bodies, and says how many it deleted. Messages
+// with a mailbox copy stay (MailboxMessageBody reads the queue's body).
+func (s *Store) PruneFinished(ctx context.Context, before time.Time, limit int) (int, error) {
+	if limit <= 0 {
+		limit = 5000
+	}
+	tag, err := s.pool.Exec(ctx, pruneFinishedSQL, nanos(before), limit)
+	if err != nil {
+		return 0, fmt.Errorf("pruning messages finished before %s: %w", before.UTC().Format(time.RFC3339), mapErr(err))
+	}
+	return int(tag.RowsAffected()), nil
+}
+
 // MailboxMessages lists what a mailbox holds in every folder, newest first.
 func (s *Store) MailboxMessages(ctx context.Context, mailboxID int64) ([]store.MailboxMessage, error) {
 	rows, err := s.pool.Query(ctx, `

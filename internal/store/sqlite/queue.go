@@ -344,6 +344,56 @@ func (s *Store) QueueDepth(ctx context.Context) (int, error) {
 	return n, mapErr(err)
 }
 
+// finishedSQL picks finished messages to delete. It reads messages_due
+// (state, next_attempt_at): a finished message keeps the time its last
+// attempt was due, which is at or before it finished, so the range holds
+// every candidate without an index written only for this. A message
+// deleted from the queue before its next attempt waits until that time has
+// passed as well.
+const finishedSQL = `SELECT m.queue_id FROM messages m
+	WHERE m.state = 'done' AND m.next_attempt_at < ?1 AND m.finished_at < ?1
+	AND NOT EXISTS (SELECT 1 FROM mailbox_messages mm WHERE mm.queue_id = m.queue_id)
+	LIMIT ?2`
+
+// PruneFinished deletes up to limit messages that finished before before,
+// with their recipients and bodies, in one transaction, and says how many
+// it deleted. Messages with a mailbox copy stay (MailboxMessageBody reads
+// the queue's body).
+func (s *Store) PruneFinished(ctx context.Context, before time.Time, limit int) (int, error) {
+	if limit <= 0 {
+		limit = 5000
+	}
+	var n int
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, finishedSQL, nanos(before), limit)
+		if err != nil {
+			return err
+		}
+		ids, err := collect(rows, func(row scanner) (id string, err error) {
+			return id, row.Scan(&id)
+		})
+		if err != nil || len(ids) == 0 {
+			return err
+		}
+		list, err := json.Marshal(ids)
+		if err != nil {
+			return err
+		}
+		// Children first: the foreign keys are checked at every statement.
+		for _, table := range []string{"queue_recipients", "message_bodies", "messages"} {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE queue_id IN (SELECT value FROM json_each(?))`, string(list)); err != nil {
+				return fmt.Errorf("%s: %w", table, err)
+			}
+		}
+		n = len(ids)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("pruning messages finished before %s: %w", before.UTC().Format(time.RFC3339), mapErr(err))
+	}
+	return n, nil
+}
+
 // MailboxMessages lists what a mailbox holds in every folder, newest first.
 func (s *Store) MailboxMessages(ctx context.Context, mailboxID int64) ([]store.MailboxMessage, error) {
 	rows, err := s.r.QueryContext(ctx, `

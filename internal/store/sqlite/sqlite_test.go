@@ -353,3 +353,19 @@ func TestTraceReadsUseIndexes(t *testing.T) {
 		t.Errorf("the alerts' plan = %q, want the partial index trace_alert_time", plan)
 	}
 }
+
+// Pruning finished messages searches messages_due by state and time and
+// looks mailbox copies up by queue id, scanning neither table.
+func TestPruneFinishedUsesIndexes(t *testing.T) {
+	s := open(t, t.TempDir())
+	plan := queryPlan(t, s, finishedSQL, nanos(time.Now()), 100)
+	if !strings.Contains(plan, "SEARCH m USING INDEX messages_due (state=? AND next_attempt_at<?)") {
+		t.Errorf("the pruning's plan = %q, want a search of messages_due by state and time", plan)
+	}
+	if !strings.Contains(plan, "mailbox_messages_queue") {
+		t.Errorf("the pruning's plan = %q, want mailbox copies found through mailbox_messages_queue", plan)
+	}
+	if strings.Contains(plan, "SCAN ") {
+		t.Errorf("the pruning's plan = %q scans a table", plan)
+	}
+}

@@ -101,6 +101,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	tests = append(tests, webhookTests...)
 	tests = append(tests, queueControlTests...)
 	tests = append(tests, traceRetentionTests...)
+	tests = append(tests, finishedTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.fn(t, open(t))
@@ -887,18 +888,25 @@ func testTenantIsolation(t *testing.T, s store.Store) {
 
 // ---- queue ----
 
+// newMessages makes n messages of one account, received a millisecond
+// apart from baseTime, and their received events.
+func newMessages(tenantID, accountID int64, n int) ([]*queue.Message, []trace.Event) {
+	at := baseTime()
+	var msgs []*queue.Message
+	var events []trace.Event
+	for i := range n {
+		m := newMessage(tenantID, accountID, i, at.Add(time.Duration(i)*time.Millisecond))
+		msgs = append(msgs, m)
+		events = append(events, receivedEvent(m))
+	}
+	return msgs, events
+}
+
 func testEnqueueAndClaim(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	ten := newTenant(t, s, "a", "a.example")
 	acc := newAccount(t, s, ten.ID, "app@a.example")
-	at := baseTime()
-	var msgs []*queue.Message
-	var events []trace.Event
-	for i := range 3 {
-		m := newMessage(ten.ID, acc.ID, i, at.Add(time.Duration(i)*time.Millisecond))
-		msgs = append(msgs, m)
-		events = append(events, receivedEvent(m))
-	}
+	msgs, events := newMessages(ten.ID, acc.ID, 3)
 	check(t, s.Enqueue(ctx, msgs, events))
 
 	// The trace events are stored with the messages.

@@ -1,15 +1,16 @@
-package trace
+package retention
 
 import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 )
 
-// pruneStore deletes from a count of old events, limit at a time.
+// pruneStore deletes from a count of old rows, limit at a time.
 type pruneStore struct {
 	mu      sync.Mutex
 	old     int
@@ -19,7 +20,7 @@ type pruneStore struct {
 	called  chan struct{}
 }
 
-func (s *pruneStore) PruneTrace(_ context.Context, before time.Time, limit int) (int, error) {
+func (s *pruneStore) delete(_ context.Context, before time.Time, limit int) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.befores = append(s.befores, before)
@@ -38,10 +39,10 @@ func (s *pruneStore) PruneTrace(_ context.Context, before time.Time, limit int) 
 	return n, nil
 }
 
-func TestRetentionPruneInBatches(t *testing.T) {
+func TestJobPruneInBatches(t *testing.T) {
 	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 	st := &pruneStore{old: 12}
-	r := &Retention{Store: st, Keep: 90 * 24 * time.Hour, Batch: 5, Now: func() time.Time { return now }}
+	r := &Job{What: "test rows", Delete: st.delete, Keep: 90 * 24 * time.Hour, Batch: 5, Now: func() time.Time { return now }}
 	n, err := r.Prune(t.Context())
 	if err != nil || n != 12 {
 		t.Fatalf("Prune = %d, %v; want 12", n, err)
@@ -58,31 +59,31 @@ func TestRetentionPruneInBatches(t *testing.T) {
 	}
 }
 
-func TestRetentionDefaultsAndOff(t *testing.T) {
+func TestJobDefaultsAndOff(t *testing.T) {
 	st := &pruneStore{}
-	r := &Retention{Store: st, Keep: time.Hour}
+	r := &Job{What: "test rows", Delete: st.delete, Keep: time.Hour}
 	if _, err := r.Prune(t.Context()); err != nil || !slices.Equal(st.limits, []int{5000}) {
 		t.Errorf("Prune with the default batch: limits %v, %v; want one batch of 5000", st.limits, err)
 	}
 	st = &pruneStore{old: 3}
-	off := &Retention{Store: st}
+	off := &Job{What: "test rows", Delete: st.delete}
 	if n, err := off.Prune(t.Context()); n != 0 || err != nil || len(st.limits) != 0 {
 		t.Errorf("Prune with Keep 0 = %d, %v after %d calls; want nothing deleted", n, err, len(st.limits))
 	}
 	off.Run(t.Context()) // returns at once
 }
 
-func TestRetentionError(t *testing.T) {
+func TestJobError(t *testing.T) {
 	st := &pruneStore{err: errors.New("disk I/O error")}
-	r := &Retention{Store: st, Keep: time.Hour}
-	if _, err := r.Prune(t.Context()); !errors.Is(err, st.err) {
-		t.Errorf("Prune error = %v, want it wrapped", err)
+	r := &Job{What: "test rows", Delete: st.delete, Keep: time.Hour}
+	if _, err := r.Prune(t.Context()); !errors.Is(err, st.err) || !strings.Contains(err.Error(), "deleting test rows before") {
+		t.Errorf("Prune error = %v, want it wrapped, naming what was deleted", err)
 	}
 }
 
-func TestRetentionRunsEveryPeriod(t *testing.T) {
+func TestJobRunsEveryPeriod(t *testing.T) {
 	st := &pruneStore{called: make(chan struct{}, 1)}
-	r := &Retention{Store: st, Keep: time.Hour, Every: time.Millisecond}
+	r := &Job{What: "test rows", Delete: st.delete, Keep: time.Hour, Every: time.Millisecond}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	go func() {
