@@ -327,8 +327,8 @@ func (s *Store) QueueDepth(ctx context.Context) (int, error) {
 // (next_attempt_at of finished messages): a finished message keeps the
 // time its last attempt was due, which is at or before it finished. A
 // message deleted from the queue before its next attempt waits until that
-// time has passed as well. Nodes may prune at the same time: SKIP LOCKED lets each take
-// rows the other has not.
+// time has passed as well. Nodes may prune at the same time: SKIP LOCKED
+// lets each take rows the other has not.
 const pruneFinishedSQL = `WITH old AS (
 		SELECT m.queue_id FROM messages m
 		WHERE m.state = 'done' AND m.next_attempt_at < $1 AND m.finished_at < $1

@@ -40,18 +40,11 @@ func testPruneFinished(t *testing.T, s store.Store) {
 	if len(claimed) != 5 {
 		t.Fatalf("Claim = %v, want the five messages enqueued", queueIDs(claimed))
 	}
-	final := func(m *queue.Message, state queue.RecipientState) []queue.Recipient {
-		var list []queue.Recipient
-		for _, r := range m.Recipients {
-			list = append(list, queue.Recipient{Address: r, State: state, Attempts: 1, LastReply: "250 ok", NextAttemptAt: now, UpdatedAt: now})
-		}
-		return list
-	}
 	check(t, s.Finish(ctx, []store.Delivery{
-		{QueueID: done[0].QueueID, Recipients: final(done[0], queue.RecipientDelivered)},
-		{QueueID: done[1].QueueID, Recipients: final(done[1], queue.RecipientFailed)},
-		{QueueID: done[2].QueueID, Recipients: final(done[2], queue.RecipientDelivered)},
-		{QueueID: copied.QueueID, Recipients: final(copied, queue.RecipientDelivered),
+		{QueueID: done[0].QueueID, Recipients: finalRecipients(done[0], queue.RecipientDelivered, now)},
+		{QueueID: done[1].QueueID, Recipients: finalRecipients(done[1], queue.RecipientFailed, now)},
+		{QueueID: done[2].QueueID, Recipients: finalRecipients(done[2], queue.RecipientDelivered, now)},
+		{QueueID: copied.QueueID, Recipients: finalRecipients(copied, queue.RecipientDelivered, now),
 			Copies: []store.MailboxCopy{{MailboxID: alice.ID, Recipient: "alice@a.example"}}},
 		{QueueID: deleted.QueueID},
 	}))

@@ -902,6 +902,16 @@ func newMessages(tenantID, accountID int64, n int) ([]*queue.Message, []trace.Ev
 	return msgs, events
 }
 
+// finalRecipients gives every recipient of m the final state after one
+// attempt at at, as a Finish that takes m out of the queue records it.
+func finalRecipients(m *queue.Message, state queue.RecipientState, at time.Time) []queue.Recipient {
+	var list []queue.Recipient
+	for _, r := range m.Recipients {
+		list = append(list, queue.Recipient{Address: r, State: state, Attempts: 1, LastReply: string(state), NextAttemptAt: at, UpdatedAt: at})
+	}
+	return list
+}
+
 func testEnqueueAndClaim(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	ten := newTenant(t, s, "a", "a.example")
@@ -1077,20 +1087,13 @@ func testFinish(t *testing.T, s store.Store) {
 		return e
 	}
 	// A message leaves the queue once no recipient is open.
-	final := func(m *queue.Message, state queue.RecipientState) []queue.Recipient {
-		var list []queue.Recipient
-		for _, r := range m.Recipients {
-			list = append(list, queue.Recipient{Address: r, State: state, Attempts: 1, LastReply: string(state), NextAttemptAt: now})
-		}
-		return list
-	}
 	d1 := store.Delivery{QueueID: m1.QueueID,
 		Copies: []store.MailboxCopy{{MailboxID: alice.ID, Recipient: "alice@a.example"}, {MailboxID: bob.ID, Recipient: "team@a.example"}},
-		Events: []trace.Event{delivered(m1, "alice@a.example"), delivered(m1, "bob@a.example")}, Recipients: final(m1, queue.RecipientDelivered)}
+		Events: []trace.Event{delivered(m1, "alice@a.example"), delivered(m1, "bob@a.example")}, Recipients: finalRecipients(m1, queue.RecipientDelivered, now)}
 	// A message whose every recipient failed is finished without copies.
 	failed := receivedEvent(m2)
 	failed.Event, failed.Status = trace.EventFailed, trace.StatusFailed
-	d2 := store.Delivery{QueueID: m2.QueueID, Events: []trace.Event{failed}, Recipients: final(m2, queue.RecipientFailed)}
+	d2 := store.Delivery{QueueID: m2.QueueID, Events: []trace.Event{failed}, Recipients: finalRecipients(m2, queue.RecipientFailed, now)}
 	check(t, s.Finish(ctx, []store.Delivery{d1, d2}))
 
 	if n := must(t, of(s.QueueDepth(ctx))); n != 1 {
