@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -8,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"hve/internal/store"
 	"hve/internal/store/postgres/pgtest"
@@ -143,5 +146,102 @@ func TestMeterEventsCursorSkipsNothing(t *testing.T) {
 			}
 		}
 		t.Errorf("the cursor saw %d of %d events; it skipped %v", len(seen), len(all), missed)
+	}
+}
+
+// TestTraceReadersWaitForPendingWriter: a transaction that has written
+// events but not committed holds back what MeterEvents and SearchTrace
+// return to the ids below its own, so that a cursor cannot move past them;
+// writers do not wait for it, and once it ends (committed or rolled back)
+// readers go on.
+func TestTraceReadersWaitForPendingWriter(t *testing.T) {
+	nodes := twoNodes(t)
+	ctx := t.Context()
+	t0 := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	event := func(q string) []trace.Event {
+		return []trace.Event{{TenantID: 1, Time: t0, QueueID: q, Recipient: "r@a.example", Event: trace.EventReceived, Status: trace.StatusPending}}
+	}
+	ids := func(list []store.MeterEvent) []string {
+		var qs []string
+		for _, e := range list {
+			qs = append(qs, e.QueueID)
+		}
+		return qs
+	}
+	meter := func() []string {
+		t.Helper()
+		page, err := nodes[0].MeterEvents(ctx, 0, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ids(page)
+	}
+	search := func() []string {
+		t.Helper()
+		list, err := nodes[0].SearchTrace(ctx, trace.Query{TenantID: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var qs []string
+		for _, e := range list {
+			qs = append(qs, e.QueueID)
+		}
+		return qs
+	}
+	if err := nodes[0].AddEvents(ctx, event("before")); err != nil {
+		t.Fatal(err)
+	}
+	begin := func() pgx.Tx {
+		t.Helper()
+		tx, err := nodes[1].pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { tx.Rollback(ctx) })
+		return tx
+	}
+
+	pending := begin()
+	if _, err := insertEvents(ctx, pending, event("pending")); err != nil {
+		t.Fatal(err)
+	}
+	// Another writer neither waits for the pending one nor shows before it.
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := nodes[0].AddEvents(wctx, event("later")); err != nil {
+		t.Fatalf("a second writer waited for the pending one: %v", err)
+	}
+	if got, want := meter(), []string{"before"}; !slices.Equal(got, want) {
+		t.Errorf("MeterEvents with a writer pending = %v, want %v", got, want)
+	}
+	if got, want := search(), []string{"before"}; !slices.Equal(got, want) {
+		t.Errorf("SearchTrace with a writer pending = %v, want %v", got, want)
+	}
+	if err := pending.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := meter(), []string{"before", "pending", "later"}; !slices.Equal(got, want) {
+		t.Errorf("MeterEvents after the commit = %v, want %v", got, want)
+	}
+
+	aborted := begin()
+	if _, err := insertEvents(ctx, aborted, event("aborted")); err != nil {
+		t.Fatal(err)
+	}
+	if err := nodes[0].AddEvents(ctx, event("last")); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := meter(), []string{"before", "pending", "later"}; !slices.Equal(got, want) {
+		t.Errorf("MeterEvents with a writer pending = %v, want %v", got, want)
+	}
+	if err := aborted.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"before", "pending", "later", "last"}
+	if got := meter(); !slices.Equal(got, want) {
+		t.Errorf("MeterEvents after the rollback = %v, want %v", got, want)
+	}
+	if got := search(); !slices.Equal(got, want) {
+		t.Errorf("SearchTrace after the rollback = %v, want %v", got, want)
 	}
 }

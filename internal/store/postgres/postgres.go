@@ -44,17 +44,11 @@ type Store struct {
 
 var _ store.Store = (*Store)(nil)
 
-// Advisory lock keys (pg_advisory_xact_lock). They are arbitrary numbers,
-// fixed so that every node agrees; they only need to differ from each
-// other.
-const (
-	// lockMigrate serializes schema migrations of nodes starting at once.
-	lockMigrate int64 = 0x6876650001
-	// lockTrace is held by every transaction that writes trace events, from
-	// drawing their ids to its commit, so that ids become visible in order
-	// (see insertEvents and store.Usage).
-	lockTrace int64 = 0x6876650002
-)
+// lockMigrate is the advisory lock (pg_advisory_xact_lock) that serializes
+// schema migrations of nodes starting at once. It is an arbitrary number,
+// fixed so that every node agrees, and below the trace's pending marks
+// (tracePendingKey).
+const lockMigrate int64 = 0x6876650001
 
 // Open connects to the database dsn names (a postgres:// URL or a
 // key=value string, as libpq takes) and applies pending migrations.
@@ -160,7 +154,7 @@ const customPlans = `SELECT set_config('plan_cache_mode', 'force_custom_plan', t
 // PostgreSQL runs the statements of a pipeline up to its Sync in an
 // implicit transaction, committed after the last and rolled back whole on
 // the first error. It needs no BEGIN and COMMIT round trips, and a lock
-// taken in it (the trace lock) is held for no network wait.
+// taken in it (a trace writer's pending mark) is held for no network wait.
 func (s *Store) batch(ctx context.Context, b *pgx.Batch) error {
 	return mapErr(s.pool.SendBatch(ctx, b).Close())
 }

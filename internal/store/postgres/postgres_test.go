@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"hve/internal/store"
 	"hve/internal/store/postgres/pgtest"
 	"hve/internal/store/storetest"
@@ -57,24 +59,23 @@ func TestMigrationsApplyOnceAcrossNodes(t *testing.T) {
 	}
 }
 
-// queryPlan is PostgreSQL's plan for query, as EXPLAIN prints it.
+// queryPlan is PostgreSQL's plan for query, as EXPLAIN prints it. The
+// query may read the trace's settled bound (settledBound), as it does when
+// it runs.
 func queryPlan(t *testing.T, s *Store, query string, args ...any) string {
 	t.Helper()
-	rows, err := s.pool.Query(t.Context(), "EXPLAIN "+query, args...)
-	if err != nil {
-		t.Fatalf("EXPLAIN: %v", err)
-	}
-	defer rows.Close()
 	var plan []string
-	for rows.Next() {
-		var line string
-		if err := rows.Scan(&line); err != nil {
-			t.Fatal(err)
+	b := &pgx.Batch{}
+	queueSettled(b)
+	b.Queue("EXPLAIN "+query, args...).Query(func(rows pgx.Rows) error {
+		lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		for _, line := range lines {
+			plan = append(plan, strings.TrimSpace(line))
 		}
-		plan = append(plan, strings.TrimSpace(line))
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
+		return err
+	})
+	if err := s.batch(t.Context(), b); err != nil {
+		t.Fatalf("EXPLAIN: %v", err)
 	}
 	return strings.Join(plan, "; ")
 }

@@ -14,14 +14,8 @@ import (
 )
 
 // insertEvents writes trace events in tx and returns their ids, in order.
-//
-// It first takes the trace lock, held until tx ends. Ids come from a
-// sequence, and without the lock a transaction that drew lower ids could
-// commit after one that drew higher ids: a cursor reader (usage metering,
-// webhook dispatch) that had moved past the higher ids would never see the
-// lower ones. With the lock, ids become visible in order. Callers write
-// events last in their transaction, so the lock is held only for the
-// insert and the commit. The lock and the insert go in one round trip.
+// Callers write events last in their transaction (see queueEvents). The
+// pending mark and the insert go in one round trip.
 func insertEvents(ctx context.Context, tx pgx.Tx, events []trace.Event) ([]int64, error) {
 	if len(events) == 0 {
 		return nil, nil
@@ -41,16 +35,16 @@ func insertEvents(ctx context.Context, tx pgx.Tx, events []trace.Event) ([]int64
 }
 
 // queueEvents adds to b the statements that write trace events, as
-// insertEvents does: the trace lock, then one insert for the events (with
-// RETURNING id when returning is set), which it returns; nil when there
-// are no events. b must run as one transaction (Store.batch, or a batch
-// sent in a transaction), and the events must be its last statements, so
-// that the lock is held for the insert and the commit only.
+// insertEvents does: the pending mark (see tracePendingKey), then one insert for
+// the events (with RETURNING id when returning is set), which it returns;
+// nil when there are no events. b must run as one transaction
+// (Store.batch, or a batch sent in a transaction). The events should be its
+// last statements: readers of trace wait for the mark to go, at the commit.
 func queueEvents(b *pgx.Batch, events []trace.Event, returning bool) *pgx.QueuedQuery {
 	if len(events) == 0 {
 		return nil
 	}
-	b.Queue(`SELECT pg_advisory_xact_lock($1)`, lockTrace)
+	b.Queue(markPendingSQL, tracePendingKey)
 	// One statement for the batch: columns as arrays, unnested in order.
 	n := len(events)
 	var (
@@ -73,6 +67,54 @@ func queueEvents(b *pgx.Batch, events []trace.Event, returning bool) *pgx.Queued
 	return b.Queue(sql, tenant, at, queueID, messageID, sender, recipient, event, status, detail, ip, subject, size)
 }
 
+// Readers that follow trace with a cursor (usage metering, the webhook
+// dispatcher, paging by id) must never see an event while one with a lower
+// id can still appear: they would move past it and miss it for ever. Ids
+// come from a sequence, drawn at the insert and made visible at the commit,
+// so several writers commit them in any order. Rather than make writers
+// take turns (a lock held to the commit, fsync included, would serialize
+// every transaction that writes events, across nodes), each writer marks
+// itself as pending and readers stop short of the lowest pending id:
+//
+//   - A writer first takes a shared advisory lock whose key is
+//     tracePendingKey | L, L the sequence's last value: every id it then
+//     draws is above L. The lock is held to the transaction's end, and
+//     PostgreSQL releases it only once the commit is visible.
+//   - A reader reads the sequence's last value S, then the lowest pending
+//     mark M (pg_locks shows other sessions' advisory locks before they
+//     commit), and reads, in a later statement (a later snapshot), events
+//     up to min(S, M). A writer with ids at or below S drew them before S
+//     was read, so it was marked before; if it was still running when the
+//     marks were read its ids are above its mark, so above M, and if it
+//     had ended its events are in the later snapshot. A writer marked
+//     after the marks were read draws ids above S.
+//
+// Writers never wait for each other; readers lag a pending writer by its
+// commit (milliseconds).
+const (
+	// tracePendingKey sets bit 62 of a mark's key, which keeps marks
+	// (ids are far below it) apart from the store's other advisory locks.
+	tracePendingKey int64 = 1 << 62
+	markPendingSQL        = `SELECT pg_advisory_xact_lock_shared(coalesce(pg_sequence_last_value('trace_events_id_seq'), 0) | $1)`
+	// settledLastSQL and settledMarksSQL leave the settled bound in the
+	// transaction's setting hve.trace_settled, in this order, as two
+	// statements; settledBound reads it in the statements that follow.
+	settledLastSQL  = `SELECT set_config('hve.trace_settled', coalesce(pg_sequence_last_value('trace_events_id_seq'), 0)::text, true)`
+	settledMarksSQL = `SELECT set_config('hve.trace_settled', least(current_setting('hve.trace_settled')::bigint,
+		(SELECT min((((l.classid::bigint << 32) | l.objid::bigint) & ~$1::bigint)) FROM pg_locks l
+		WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.classid::bigint >= ($1::bigint >> 32)
+			AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())))::text, true)`
+	settledBound = `current_setting('hve.trace_settled')::bigint`
+)
+
+// queueSettled adds to b, which must run as one transaction, the
+// statements that compute the settled bound; statements queued after them
+// may read events up to settledBound.
+func queueSettled(b *pgx.Batch) {
+	b.Queue(settledLastSQL)
+	b.Queue(settledMarksSQL, tracePendingKey)
+}
+
 // AddEvents stores trace events.
 func (s *Store) AddEvents(ctx context.Context, events []trace.Event) error {
 	b := &pgx.Batch{}
@@ -85,17 +127,25 @@ func (s *Store) AddEvents(ctx context.Context, events []trace.Event) error {
 	return nil
 }
 
-// SearchTrace finds events matching q, oldest first.
+// SearchTrace finds events matching q, oldest first. Like MeterEvents it
+// stops at the settled bound (see tracePendingKey), so that a client paging
+// with AfterID to follow trace misses no event that commits late.
 func (s *Store) SearchTrace(ctx context.Context, q trace.Query) ([]trace.Event, error) {
 	query, args := searchTraceSQL(q)
-	rows, err := s.pool.Query(ctx, query, args...)
-	list, err := collect(rows, err, func(row scanner) (e trace.Event, err error) {
-		var t int64
-		err = row.Scan(&e.ID, &e.TenantID, &t, &e.QueueID, &e.MessageID, &e.Sender, &e.Recipient, &e.Event, &e.Status, &e.Detail, &e.ClientIP, &e.Subject, &e.Size)
-		e.Time = fromNanos(t)
-		return e, err
+	var list []trace.Event
+	b := &pgx.Batch{}
+	queueSettled(b)
+	b.Queue(query, args...).Query(func(rows pgx.Rows) error {
+		var err error
+		list, err = collect(rows, nil, func(row scanner) (e trace.Event, err error) {
+			var t int64
+			err = row.Scan(&e.ID, &e.TenantID, &t, &e.QueueID, &e.MessageID, &e.Sender, &e.Recipient, &e.Event, &e.Status, &e.Detail, &e.ClientIP, &e.Subject, &e.Size)
+			e.Time = fromNanos(t)
+			return e, err
+		})
+		return err
 	})
-	if err != nil {
+	if err := s.batch(ctx, b); err != nil {
 		return nil, fmt.Errorf("searching trace: %w", err)
 	}
 	return list, nil
@@ -103,7 +153,7 @@ func (s *Store) SearchTrace(ctx context.Context, q trace.Query) ([]trace.Event, 
 
 // searchTraceSQL is SearchTrace's statement and its arguments.
 func searchTraceSQL(q trace.Query) (string, []any) {
-	where := []string{"tenant_id = $1", "id > $2"}
+	where := []string{"tenant_id = $1", "id > $2", "id <= " + settledBound}
 	args := []any{q.TenantID, q.AfterID}
 	// add appends a condition whose one parameter is written $?.
 	add := func(cond string, v any) {

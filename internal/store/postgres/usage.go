@@ -24,10 +24,8 @@ func (s *Store) UsageCursor(ctx context.Context) (int64, error) {
 // MeterEvents returns trace events after afterID, marking the first
 // Received event of each message.
 //
-// A plain read after the cursor is safe: every transaction that writes
-// trace events holds the trace lock from drawing their ids to its commit
-// (see insertEvents), so ids become visible in order and no lower id can
-// appear after a higher one was read.
+// It reads no further than the settled bound (see tracePendingKey), so that no
+// lower id can appear after a higher one was returned.
 func (s *Store) MeterEvents(ctx context.Context, afterID int64, limit int) ([]store.MeterEvent, error) {
 	if limit <= 0 {
 		limit = 1000
@@ -42,12 +40,13 @@ func (s *Store) MeterEvents(ctx context.Context, afterID int64, limit int) ([]st
 	var list []store.MeterEvent
 	b := &pgx.Batch{}
 	b.Queue(customPlans)
+	queueSettled(b)
 	b.Queue(`
 		SELECT e.id, e.tenant_id, e.time, e.queue_id, e.message_id, e.sender, e.recipient, e.event, e.status, e.detail,
 			e.client_ip, e.subject, e.size,
 			e.event = 'Received' AND NOT EXISTS (SELECT 1 FROM trace_events p
 				WHERE p.queue_id = e.queue_id AND p.event = 'Received' AND p.id + 0 < e.id)
-		FROM trace_events e WHERE e.id > $1 ORDER BY e.id LIMIT $2`, afterID, limit).Query(func(rows pgx.Rows) error {
+		FROM trace_events e WHERE e.id > $1 AND e.id <= `+settledBound+` ORDER BY e.id LIMIT $2`, afterID, limit).Query(func(rows pgx.Rows) error {
 		var err error
 		list, err = collect(rows, nil, func(row scanner) (m store.MeterEvent, err error) {
 			var t int64
