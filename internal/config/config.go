@@ -76,10 +76,20 @@ type Queue struct {
 // message's recipients to catch up after a node was down for hours.
 const DefaultKeepFinished = "1d"
 
+// MinKeepFinished is the shortest KeepFinished: the failure report of a
+// message reads its recipient states after the message is done, and a
+// node's dispatcher may be minutes behind after a restart.
+const MinKeepFinished = time.Hour
+
 // KeepFinishedPeriod parses KeepFinished (empty is DefaultKeepFinished);
-// 0 means finished messages are never deleted.
+// 0 means finished messages are never deleted. A period shorter than
+// MinKeepFinished is an error.
 func (q Queue) KeepFinishedPeriod() (time.Duration, error) {
-	return period("keep_finished", q.KeepFinished, DefaultKeepFinished, "1d", "36h")
+	d, err := period("keep_finished", q.KeepFinished, DefaultKeepFinished, "1d", "36h")
+	if err == nil && d != 0 && d < MinKeepFinished {
+		return 0, fmt.Errorf("keep_finished %q is too short: at least an hour (\"1h\"), or \"0\" to keep for ever; failure reports read a finished message's recipients after it is done", q.KeepFinished)
+	}
+	return d, err
 }
 
 // MinFree parses MinFreeDisk.

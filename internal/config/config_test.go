@@ -228,6 +228,15 @@ func TestKeepFinished(t *testing.T) {
 			t.Errorf("keep_finished %q = %v, %v; want %v", in, d, err, want)
 		}
 	}
+	for _, in := range []string{"59m", "30s"} {
+		_, err := Load(writeFile(t, "[queue]\nkeep_finished = \""+in+"\"\n"))
+		if err == nil || !strings.Contains(err.Error(), "[queue] keep_finished") || !strings.Contains(err.Error(), "at least an hour") {
+			t.Errorf("keep_finished %q: error %v, want one saying it is shorter than an hour", in, err)
+		}
+	}
+	if d, err := (Queue{KeepFinished: "1h"}).KeepFinishedPeriod(); err != nil || d != time.Hour {
+		t.Errorf("keep_finished 1h = %v, %v; want an hour, the shortest allowed", d, err)
+	}
 	for _, in := range []string{"a day", "-1d", "1w"} {
 		_, err := Load(writeFile(t, "[queue]\nkeep_finished = \""+in+"\"\n"))
 		if err == nil || !strings.Contains(err.Error(), "[queue] keep_finished") || !strings.Contains(err.Error(), `"36h"`) {

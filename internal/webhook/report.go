@@ -67,6 +67,10 @@ func (d *Dispatcher) failureReports(ctx context.Context, events []store.MeterEve
 		done[e.QueueID] = true
 		rcpts, err := d.store.QueueRecipients(ctx, e.QueueID)
 		if errors.Is(err, store.ErrNotFound) {
+			// Deleted after [queue] keep_finished before this pass reached
+			// its event: the dispatcher was further behind than that.
+			d.log.Warn("failure report not queued: the message was deleted before its report", "queue_id", e.QueueID,
+				"account", acc.Address, "finished_at", e.Time)
 			continue
 		}
 		if err != nil {

@@ -517,6 +517,26 @@ func TestFailureReport(t *testing.T) {
 	if b := reported(report); b != nil {
 		t.Errorf("a report about a report:\n%s", b)
 	}
+
+	// A message deleted (after [queue] keep_finished) before the
+	// dispatcher reached its failure gets no report, and the operator a
+	// warning naming it.
+	var logged strings.Builder
+	f.disp.log = slog.New(slog.NewTextHandler(&logged, nil))
+	m4 := enqueue("app@contoso.test", "x@contoso.test")
+	finish(m4, "x@contoso.test", queue.RecipientFailed, "550 no")
+	if n, err := st.PruneFinished(ctx, time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC), 0); err != nil || n == 0 {
+		t.Fatalf("PruneFinished = %d, %v", n, err)
+	}
+	if err := f.disp.CatchUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if b := reported(m4); b != nil {
+		t.Errorf("a report for a deleted message:\n%s", b)
+	}
+	if !strings.Contains(logged.String(), "failure report not queued") || !strings.Contains(logged.String(), m4.QueueID) {
+		t.Errorf("no warning for the report skipped; the log:\n%s", logged.String())
+	}
 }
 
 func TestReportQueueID(t *testing.T) {
