@@ -51,7 +51,9 @@
 # PG_BASE (default postgres://postgres@127.0.0.1:5432: the suite creates
 # and drops a database there with psql), PF_PORT (2587), PF_SINK_PORT
 # (2626), PROFILE=1 (CPU profiles of hve through --pprof during the first
-# W1 and W4 runs, and `go tool pprof -top` of each), OUT (where results
+# W1 and W4 runs and the second HALF run, and `go tool pprof -top` of each), HALF_RATE (the
+# rate of HALF in msgs/s instead of half the W1 median, to compare two
+# trees at one rate without running W1), OUT (where results
 # and profiles are kept, default /var/tmp/hve-bench-suite-DATE), KEEP=1
 # (keep the temporary directory with every server's logs).
 #
@@ -584,17 +586,27 @@ med() { { grep "^$1 $2 " "$RESULTS" || true; } | { grep -v '"failed"' || true; }
 if selected HALF; then
 	for t in hve pg; do
 		wanted "$t" && [[ ${STATE[$t]:-} != failed ]] || continue
-		max=$(med "$t" W1 msgs_per_s)
-		if [[ -z $max ]]; then
-			log "$t: no W1 figure to halve; run W1 too"
-			continue
+		if [[ -n ${HALF_RATE:-} ]]; then
+			rate=$HALF_RATE
+		else
+			max=$(med "$t" W1 msgs_per_s)
+			if [[ -z $max ]]; then
+				log "$t: no W1 figure to halve; run W1 too, or set HALF_RATE"
+				continue
+			fi
+			rate=$(awk -v m="$max" 'BEGIN {printf "%.0f", m / 2}')
 		fi
-		rate=$(awk -v m="$max" 'BEGIN {printf "%.0f", m / 2}')
 		start_target "$t"
 		[[ ${STATE[$t]} == up ]] || continue
 		for run in $(seq "$RUNS"); do
+			PROF_PID=
+			[[ $PROFILE == 1 && $run == 2 ]] && profile_bg "$t" HALF
 			# shellcheck disable=SC2046
 			bench "$t" HALF --conns "$CONNS" --duration "$DURATION" --rate "$rate" $(workload_flags W1)
+			if [[ -n $PROF_PID ]]; then
+				wait "$PROF_PID" || true
+				go tool pprof -top "$HVE" "$OUT/$t-HALF.pprof" >"$OUT/$t-HALF.top.txt" 2>/dev/null || true
+			fi
 			settle "$t"
 		done
 		stop_target "$t"

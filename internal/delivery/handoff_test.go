@@ -243,3 +243,67 @@ func TestAStoppingWorkerGivesBackWhatItHadNotStarted(t *testing.T) {
 	}
 	f.checkCopies(m, aliceAddr)
 }
+
+// finishCounter counts the Finish transactions of a store.
+type finishCounter struct {
+	*countingStore
+	finishes atomic.Int64
+}
+
+func (c *finishCounter) Finish(ctx context.Context, deliveries []store.Delivery) error {
+	c.finishes.Add(1)
+	return c.countingStore.Finish(ctx, deliveries)
+}
+
+// TestMessagesStoredWithinGatherShareAPass: messages the spool hands over
+// within Gather of the first wake-up are delivered in one pass, their
+// outcomes in one transaction; without the wait each has a pass and a
+// transaction of its own.
+func TestMessagesStoredWithinGatherShareAPass(t *testing.T) {
+	for _, c := range []struct {
+		gather time.Duration
+		want   int64
+	}{{2 * time.Second, 1}, {0, 3}} {
+		f := newFixture(t)
+		fc := &finishCounter{countingStore: &countingStore{Store: f.st}}
+		w := delivery.NewWorker(fc, "gather-worker", slog.New(slog.NewTextHandler(t.Output(), nil)))
+		w.Poll, w.Gather = time.Hour, c.gather
+		sp := queue.NewSpool(f.st, w, slog.New(slog.NewTextHandler(t.Output(), nil)))
+		ctx, cancel := context.WithCancel(context.Background())
+		stopped := make(chan struct{})
+		go func() {
+			defer close(stopped)
+			w.Run(ctx)
+		}()
+		var msgs []*queue.Message
+		for range 3 {
+			m, events := f.message(aliceAddr)
+			if err := sp.Submit(ctx, m, events); err != nil {
+				t.Fatalf("Submit: %v", err)
+			}
+			msgs = append(msgs, m)
+			if c.gather == 0 {
+				// Each delivered before the next is stored.
+				for deadline := time.Now().Add(10 * time.Second); f.queueDepth() != 0; time.Sleep(5 * time.Millisecond) {
+					if time.Now().After(deadline) {
+						t.Fatal("not delivered within 10s")
+					}
+				}
+			}
+		}
+		for deadline := time.Now().Add(10 * time.Second); f.queueDepth() != 0; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("Gather %v: not delivered within 10s", c.gather)
+			}
+		}
+		cancel()
+		<-stopped
+		sp.Close()
+		for _, m := range msgs {
+			f.checkDelivered(m, nil, aliceAddr)
+		}
+		if got := fc.finishes.Load(); got != c.want {
+			t.Errorf("Gather %v: %d Finish transactions for 3 messages, want %d", c.gather, got, c.want)
+		}
+	}
+}
