@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"hve/internal/store"
 )
 
 // DeleteFunc deletes at most limit rows older than before and says how
@@ -26,7 +28,8 @@ type Job struct {
 	Keep time.Duration
 	// Every is the time between runs; 0 means an hour.
 	Every time.Duration
-	// Batch is the most rows deleted in one transaction; 0 means 5000.
+	// Batch is the most rows deleted in one transaction; 0 means
+	// store.DefaultPruneBatch.
 	Batch int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -75,7 +78,7 @@ func (j *Job) Prune(ctx context.Context) (int, error) {
 	}
 	batch := j.Batch
 	if batch <= 0 {
-		batch = 5000
+		batch = store.DefaultPruneBatch
 	}
 	// One bound for the whole run, so that it ends even while new rows
 	// keep crossing it.

@@ -221,7 +221,8 @@ type Queue interface {
 	MessageBody(ctx context.Context, queueID string) ([]byte, error)
 	// QueueDepth counts messages not yet finished.
 	QueueDepth(ctx context.Context) (int, error)
-	// PruneFinished deletes at most limit messages (0 or less means 5000)
+	// PruneFinished deletes at most limit messages (0 or less means
+	// DefaultPruneBatch)
 	// that left the queue before before, with their recipient states and
 	// bodies, and says how many it deleted. A message with a copy in an
 	// embedded mailbox stays: the mailbox reads its body from the queue.
@@ -386,12 +387,17 @@ type Mailboxes interface {
 	MailboxMessageBody(ctx context.Context, mailboxID, id int64) ([]byte, error)
 }
 
+// DefaultPruneBatch is the most rows PruneFinished and PruneTrace delete
+// in one transaction when their limit is 0 or less: each batch is short,
+// so that submissions go on meanwhile.
+const DefaultPruneBatch = 5000
+
 // Trace stores and searches message trace events.
 type Trace interface {
 	AddEvents(ctx context.Context, events []trace.Event) error
 	SearchTrace(ctx context.Context, q trace.Query) ([]trace.Event, error)
 	// PruneTrace deletes at most limit events older than before (0 or less
-	// means the store's default batch) and returns how many it deleted.
+	// means DefaultPruneBatch) and returns how many it deleted.
 	// Events of a message still in the queue (not done) are kept however
 	// old they are. Callers repeat until it deletes fewer than limit.
 	PruneTrace(ctx context.Context, before time.Time, limit int) (int, error)

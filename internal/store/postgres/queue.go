@@ -344,7 +344,7 @@ const pruneFinishedSQL = `WITH old AS (
 // with a mailbox copy stay (MailboxMessageBody reads the queue's body).
 func (s *Store) PruneFinished(ctx context.Context, before time.Time, limit int) (int, error) {
 	if limit <= 0 {
-		limit = 5000
+		limit = store.DefaultPruneBatch
 	}
 	tag, err := s.pool.Exec(ctx, pruneFinishedSQL, nanos(before), limit)
 	if err != nil {

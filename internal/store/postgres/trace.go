@@ -228,7 +228,7 @@ const pruneTraceSQL = `DELETE FROM trace_events WHERE id IN (
 // PruneTrace deletes up to limit trace events older than before, and says
 // how many it deleted. Events of a message still in the queue stay, however
 // old: they are its only history while it waits. A limit of 0 or less
-// means 5000; callers repeat until fewer than limit are deleted, so that
+// means store.DefaultPruneBatch; callers repeat until fewer than limit are deleted, so that
 // each transaction is short.
 //
 // Nodes may prune at the same time: SKIP LOCKED lets each take rows the
@@ -238,7 +238,7 @@ const pruneTraceSQL = `DELETE FROM trace_events WHERE id IN (
 // nothing for them.
 func (s *Store) PruneTrace(ctx context.Context, before time.Time, limit int) (int, error) {
 	if limit <= 0 {
-		limit = 5000
+		limit = store.DefaultPruneBatch
 	}
 	tag, err := s.pool.Exec(ctx, pruneTraceSQL, nanos(before), limit)
 	if err != nil {

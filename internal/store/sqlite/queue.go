@@ -361,7 +361,7 @@ const finishedSQL = `SELECT m.queue_id FROM messages m
 // the queue's body).
 func (s *Store) PruneFinished(ctx context.Context, before time.Time, limit int) (int, error) {
 	if limit <= 0 {
-		limit = 5000
+		limit = store.DefaultPruneBatch
 	}
 	var n int
 	err := s.tx(ctx, func(tx *sql.Tx) error {
@@ -548,7 +548,7 @@ const pruneTraceSQL = `DELETE FROM trace_events WHERE id IN (
 // PruneTrace deletes up to limit trace events older than before, and says
 // how many it deleted. Events of a message still in the queue stay, however
 // old: they are its only history while it waits. A limit of 0 or less
-// means 5000; callers repeat until fewer than limit are deleted, so that
+// means store.DefaultPruneBatch; callers repeat until fewer than limit are deleted, so that
 // each transaction holds the single writer only briefly.
 //
 // The usage meter and the webhook dispatcher read events after their
@@ -556,7 +556,7 @@ const pruneTraceSQL = `DELETE FROM trace_events WHERE id IN (
 // changes nothing for them.
 func (s *Store) PruneTrace(ctx context.Context, before time.Time, limit int) (int, error) {
 	if limit <= 0 {
-		limit = 5000
+		limit = store.DefaultPruneBatch
 	}
 	var n int64
 	err := s.tx(ctx, func(tx *sql.Tx) error {
