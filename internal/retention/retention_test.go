@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"hve/internal/store"
 )
 
 // pruneStore deletes from a count of old rows, limit at a time.
@@ -62,8 +64,8 @@ func TestJobPruneInBatches(t *testing.T) {
 func TestJobDefaultsAndOff(t *testing.T) {
 	st := &pruneStore{}
 	r := &Job{What: "test rows", Delete: st.delete, Keep: time.Hour}
-	if _, err := r.Prune(t.Context()); err != nil || !slices.Equal(st.limits, []int{5000}) {
-		t.Errorf("Prune with the default batch: limits %v, %v; want one batch of 5000", st.limits, err)
+	if _, err := r.Prune(t.Context()); err != nil || !slices.Equal(st.limits, []int{store.DefaultPruneBatch}) {
+		t.Errorf("Prune with the default batch: limits %v, %v; want one batch of store.DefaultPruneBatch (%d)", st.limits, err, store.DefaultPruneBatch)
 	}
 	st = &pruneStore{old: 3}
 	off := &Job{What: "test rows", Delete: st.delete}

@@ -388,9 +388,11 @@ type Mailboxes interface {
 }
 
 // DefaultPruneBatch is the most rows PruneFinished and PruneTrace delete
-// in one transaction when their limit is 0 or less: each batch is short,
-// so that submissions go on meanwhile.
-const DefaultPruneBatch = 5000
+// in one transaction when their limit is 0 or less. The embedded store's
+// single writer is held for the batch, and spool batches wait behind it:
+// 500 finished messages take about 7 ms, 5,000 about 80 ms, at the same
+// CPU per message (BenchmarkPruneFinished).
+const DefaultPruneBatch = 500
 
 // Trace stores and searches message trace events.
 type Trace interface {

@@ -134,7 +134,6 @@ func BenchmarkEnqueueFinish(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer s.Close()
-			ctx := context.Background()
 			rcpts := make([]string, c.rcpts)
 			for i := range rcpts {
 				rcpts[i] = fmt.Sprintf("user%d@b.example", i)
@@ -144,43 +143,90 @@ func BenchmarkEnqueueFinish(b *testing.B) {
 			b.ResetTimer()
 			cpu0 := cpuTime(b)
 			for done := 0; done < b.N; done += c.batch {
-				n := min(c.batch, b.N-done)
-				now := time.Now().UTC()
-				msgs := make([]*queue.Message, n)
-				var events []trace.Event
-				deliveries := make([]store.Delivery, n)
-				for i := range msgs {
-					// Each message has a Message-ID of its own, as in service:
-					// its entries in trace_message_id go anywhere in the index.
-					m := &queue.Message{
-						QueueID: queue.NewID(now), TenantID: 1, AccountID: 1, Sender: "app@a.example",
-						Recipients: rcpts, MessageID: fmt.Sprintf("<%d.%d@a.example>", now.UnixNano(), done+i), Subject: "hello",
-						ClientIP: "192.0.2.1", Size: int64(len(body)), ReceivedAt: now, Body: body,
-						LeaseOwner: "bench", LeaseUntil: now.Add(time.Minute),
-					}
-					msgs[i] = m
-					d := store.Delivery{QueueID: m.QueueID}
-					for _, r := range rcpts {
-						events = append(events, trace.Event{TenantID: 1, Time: now, QueueID: m.QueueID, MessageID: m.MessageID,
-							Sender: m.Sender, Recipient: r, Event: trace.EventReceived, Status: trace.StatusPending,
-							Detail: "accepted from 192.0.2.1 (app@a.example)", ClientIP: m.ClientIP, Subject: m.Subject, Size: m.Size})
-						d.Recipients = append(d.Recipients, queue.Recipient{Address: r, State: queue.RecipientDelivered, Attempts: 1,
-							NextAttemptAt: now, UpdatedAt: now, LastReply: "250 2.0.0 Ok: queued"})
-						d.Events = append(d.Events, trace.Event{TenantID: 1, Time: now, QueueID: m.QueueID, MessageID: m.MessageID,
-							Sender: m.Sender, Recipient: r, Event: trace.EventDelivered, Status: trace.StatusDelivered,
-							Detail: "delivered to next hop mx.b.example:25 (attempt 1): 250 2.0.0 Ok: queued", ClientIP: m.ClientIP,
-							Subject: m.Subject, Size: m.Size})
-					}
-					deliveries[i] = d
-				}
-				if err := s.Enqueue(ctx, msgs, events); err != nil {
-					b.Fatal(err)
-				}
-				if err := s.Finish(ctx, deliveries); err != nil {
-					b.Fatal(err)
-				}
+				relayed(b, s, min(c.batch, b.N-done), done, rcpts, body)
 			}
 			b.ReportMetric(float64(cpuTime(b)-cpu0)/float64(b.N), "cpu-ns/op")
 		})
+	}
+}
+
+// relayed stores n messages as the spool does (leased to this node, with
+// their Received events) and records their relaying as delivery does
+// (Delivered events): the store's whole part of a message relayed at its
+// first attempt. seq numbers the messages' Message-IDs.
+func relayed(b *testing.B, s *Store, n, seq int, rcpts []string, body []byte) {
+	ctx := context.Background()
+	now := time.Now().UTC()
+	msgs := make([]*queue.Message, n)
+	var events []trace.Event
+	deliveries := make([]store.Delivery, n)
+	for i := range msgs {
+		// Each message has a Message-ID of its own, as in service: its
+		// entries in trace_message_id go anywhere in the index.
+		m := &queue.Message{
+			QueueID: queue.NewID(now), TenantID: 1, AccountID: 1, Sender: "app@a.example",
+			Recipients: rcpts, MessageID: fmt.Sprintf("<%d.%d@a.example>", now.UnixNano(), seq+i), Subject: "hello",
+			ClientIP: "192.0.2.1", Size: int64(len(body)), ReceivedAt: now, Body: body,
+			LeaseOwner: "bench", LeaseUntil: now.Add(time.Minute),
+		}
+		msgs[i] = m
+		d := store.Delivery{QueueID: m.QueueID}
+		for _, r := range rcpts {
+			events = append(events, trace.Event{TenantID: 1, Time: now, QueueID: m.QueueID, MessageID: m.MessageID,
+				Sender: m.Sender, Recipient: r, Event: trace.EventReceived, Status: trace.StatusPending,
+				Detail: "accepted from 192.0.2.1 (app@a.example)", ClientIP: m.ClientIP, Subject: m.Subject, Size: m.Size})
+			d.Recipients = append(d.Recipients, queue.Recipient{Address: r, State: queue.RecipientDelivered, Attempts: 1,
+				NextAttemptAt: now, UpdatedAt: now, LastReply: "250 2.0.0 Ok: queued"})
+			d.Events = append(d.Events, trace.Event{TenantID: 1, Time: now, QueueID: m.QueueID, MessageID: m.MessageID,
+				Sender: m.Sender, Recipient: r, Event: trace.EventDelivered, Status: trace.StatusDelivered,
+				Detail: "delivered to next hop mx.b.example:25 (attempt 1): 250 2.0.0 Ok: queued", ClientIP: m.ClientIP,
+				Subject: m.Subject, Size: m.Size})
+		}
+		deliveries[i] = d
+	}
+	if err := s.Enqueue(ctx, msgs, events); err != nil {
+		b.Fatal(err)
+	}
+	if err := s.Finish(ctx, deliveries); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkPruneFinished measures the retention job of [queue]
+// keep_finished: deleting relayed 1 KB messages, their bodies and
+// recipient states in batches of store.DefaultPruneBatch, each batch one
+// transaction of the single writer (spool batches wait meanwhile). One op
+// is one message deleted; ms/batch is how long each batch holds the
+// writer.
+//
+//	go test -run XXX -bench PruneFinished -benchtime 20000x ./internal/store/sqlite/
+func BenchmarkPruneFinished(b *testing.B) {
+	s, err := Open(context.Background(), b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	body := bytes.Repeat([]byte("x"), 1<<10)
+	for done := 0; done < b.N; done += 100 {
+		relayed(b, s, min(100, b.N-done), done, []string{"user@b.example"}, body)
+	}
+	before := time.Now().Add(time.Hour)
+	b.ResetTimer()
+	cpu0 := cpuTime(b)
+	batches := 0
+	for {
+		n, err := s.PruneFinished(context.Background(), before, store.DefaultPruneBatch)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		batches++
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(cpuTime(b)-cpu0)/float64(b.N), "cpu-ns/op")
+	if batches > 0 {
+		b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(batches), "ms/batch")
 	}
 }
