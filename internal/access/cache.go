@@ -11,7 +11,10 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/singleflight"
+
 	"hve/internal/directory"
+	"hve/internal/password"
 )
 
 // DefaultCacheTTL is how long a verified password is remembered.
@@ -38,7 +41,14 @@ type credCache struct {
 	mu      sync.Mutex
 	mac     hash.Hash
 	entries map[[sha256.Size]byte]time.Time // key -> expiry
+
+	// flights joins verifications of the same credentials that run at
+	// the same time (see verify), by key.
+	flights singleflight.Group
 }
+
+// verifyPassword is password.Verify; tests count its calls.
+var verifyPassword = password.Verify
 
 func newCredCache(ttl time.Duration, max int) (*credCache, error) {
 	if ttl == 0 {
@@ -105,6 +115,30 @@ func (c *credCache) hit(kind directory.Kind, id int64, pwHash string, validFrom 
 		return false
 	}
 	return true
+}
+
+// verify checks pw against pwHash, as password.Verify does, and remembers
+// the credentials when they match. Sign-ins with the same credentials at
+// the same time share one computation: an app that opens twenty
+// connections at once (after a restart of the node, or when its entry has
+// expired) would otherwise pay argon2id twenty times, tens of milliseconds
+// of a core and 19 MiB each, while every session on the node waits for the
+// cores. With the cache disabled each sign-in verifies on its own.
+func (c *credCache) verify(kind directory.Kind, id int64, pwHash string, validFrom time.Time, pw string, now time.Time) error {
+	if !c.enabled() {
+		return verifyPassword(pwHash, pw)
+	}
+	c.mu.Lock()
+	k := c.key(kind, id, pwHash, validFrom, pw)
+	c.mu.Unlock()
+	_, err, _ := c.flights.Do(string(k[:]), func() (any, error) {
+		err := verifyPassword(pwHash, pw)
+		if err == nil {
+			c.add(kind, id, pwHash, validFrom, pw, now)
+		}
+		return nil, err
+	})
+	return err
 }
 
 // add remembers credentials that verified.

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"hve/internal/directory"
+	"hve/internal/password"
 )
 
 func newTestCache(t *testing.T, ttl time.Duration, size int) *credCache {
@@ -125,5 +127,62 @@ func TestCredCacheConcurrent(t *testing.T) {
 	wg.Wait()
 	if c.len() > 50 {
 		t.Fatalf("%d entries", c.len())
+	}
+}
+
+// TestCredCacheJoinsConcurrentVerifications: twenty sign-ins with the same
+// credentials at once cost one password verification, whose outcome each
+// gets; different passwords are verified apart, and a mismatch is not
+// remembered.
+func TestCredCacheJoinsConcurrentVerifications(t *testing.T) {
+	hash, err := password.Hash("secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int64
+	verifyPassword = func(h, pw string) error {
+		calls.Add(1)
+		time.Sleep(100 * time.Millisecond) // all twenty arrive meanwhile
+		return password.Verify(h, pw)
+	}
+	t.Cleanup(func() { verifyPassword = password.Verify })
+
+	for _, tc := range []struct {
+		name    string
+		enabled bool
+		pws     func(i int) string
+		calls   int64
+		ok      int
+	}{
+		{"the same password", true, func(int) string { return "secret" }, 1, 20},
+		{"the same wrong password", true, func(int) string { return "guess" }, 1, 0},
+		{"two passwords", true, func(i int) string { return []string{"secret", "guess"}[i%2] }, 2, 10},
+		{"cache disabled", false, func(int) string { return "secret" }, 20, 20},
+	} {
+		ttl := time.Duration(0)
+		if !tc.enabled {
+			ttl = -1
+		}
+		c := newTestCache(t, ttl, 0)
+		calls.Store(0)
+		var wg sync.WaitGroup
+		var ok atomic.Int64
+		for i := range 20 {
+			wg.Go(func() {
+				if c.verify(directory.KindAccount, 7, hash, time.Time{}, tc.pws(i), t0) == nil {
+					ok.Add(1)
+				}
+			})
+		}
+		wg.Wait()
+		if calls.Load() != tc.calls || ok.Load() != int64(tc.ok) {
+			t.Errorf("%s: %d verifications, %d sign-ins verified; want %d, %d", tc.name, calls.Load(), ok.Load(), tc.calls, tc.ok)
+		}
+		if tc.enabled && c.hit(directory.KindAccount, 7, hash, time.Time{}, "guess", t0) {
+			t.Errorf("%s: a wrong password was remembered", tc.name)
+		}
+		if tc.enabled && tc.ok > 0 && !c.hit(directory.KindAccount, 7, hash, time.Time{}, "secret", t0) {
+			t.Errorf("%s: the verified password was not remembered", tc.name)
+		}
 	}
 }

@@ -395,10 +395,9 @@ func (r *run) checkCredential() bool {
 		r.pass(checkPassword, "verified (cached)")
 		return true
 	}
-	err := password.Verify(hash, r.a.Password)
+	err := r.c.cache.verify(kind, id, hash, tvf, r.a.Password, r.now)
 	switch {
 	case err == nil:
-		r.c.cache.add(kind, id, hash, tvf, r.a.Password, r.now)
 		r.c.lock.succeed(r.user, r.a.ClientIP, r.now)
 		r.pass(checkPassword, "verified")
 		return true
