@@ -313,3 +313,55 @@ func TestSpoolSubmitRacingClose(t *testing.T) {
 		}
 	}
 }
+
+// TestSpoolLingersForSmallBatches: a small batch waits for more messages
+// and is written as soon as it has lingerBelow of them; without lingering,
+// a message that arrives after the one before was written has a commit of
+// its own.
+func TestSpoolLingersForSmallBatches(t *testing.T) {
+	submit := func(s *Spool, i int) chan error {
+		res := make(chan error, 1)
+		go func() { res <- s.Submit(t.Context(), msg(i, 10), nil) }()
+		return res
+	}
+	wait := func(res chan error) {
+		t.Helper()
+		select {
+		case err := <-res:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("Submit did not return within 10s")
+		}
+	}
+
+	w := newFakeWriter()
+	close(w.release)
+	s := newSpool(w, nil, discard, time.Minute)
+	defer s.Close()
+	results := []chan error{submit(s, 0)}
+	time.Sleep(50 * time.Millisecond)
+	if got := w.sizes(); len(got) != 0 {
+		t.Fatalf("batches %v written while the first message lingered", got)
+	}
+	for i := 1; i < s.lingerBelow; i++ {
+		results = append(results, submit(s, i))
+	}
+	for _, res := range results {
+		wait(res) // well before the minute: the batch is full
+	}
+	if got := w.sizes(); !slices.Equal(got, []int{s.lingerBelow}) {
+		t.Errorf("batch sizes %v, want one of %d", got, s.lingerBelow)
+	}
+
+	w = newFakeWriter()
+	close(w.release)
+	s0 := newSpool(w, nil, discard, 0)
+	defer s0.Close()
+	wait(submit(s0, 0))
+	wait(submit(s0, 1))
+	if got := w.sizes(); !slices.Equal(got, []int{1, 1}) {
+		t.Errorf("without lingering: batch sizes %v, want [1 1]", got)
+	}
+}
