@@ -519,13 +519,21 @@ server_pid() {
 
 # bench NAME WORKLOAD [hve bench flags...]: one run; appends
 # "NAME WORKLOAD {json}" to RESULTS.
+# load NAME [hve bench flags]: hve bench against a target, its JSON line on
+# stdout.
+load() {
+	local name=$1
+	shift
+	"$HVE" bench --addr "${ADDR[$name]}" --auth "${AUTHS[$name]}" --from "${FROM[$name]}" \
+		--rcpt-list "${RCPTS[$name]}" --msgs "$MSGS" "$@" 2>>"$OUT/bench-errors.log"
+}
+
 bench() {
 	local name=$1 w=$2 line pid c0=0 c1=0
 	shift 2
 	pid=$(server_pid "$name")
 	[[ -n $pid ]] && c0=$(cpu_ticks "$pid")
-	line=$("$HVE" bench --addr "${ADDR[$name]}" --auth "${AUTHS[$name]}" --from "${FROM[$name]}" \
-		--rcpt-list "${RCPTS[$name]}" --msgs "$MSGS" "$@" 2>>"$OUT/bench-errors.log") || true
+	line=$(load "$name" "$@") || true
 	[[ -n $line ]] || line='{"failed":true}'
 	if [[ -n $pid && $line != *failed* ]]; then
 		# The server's CPU time over the run, and per accepted message.
@@ -544,6 +552,14 @@ profile_bg() {
 	((secs < 1)) && secs=1
 	curl -s "http://127.0.0.1:$((6060 + ${#name}))/debug/pprof/profile?seconds=$secs" -o "$OUT/$name-$w.pprof" &
 	PROF_PID=$!
+}
+
+# profile_done NAME WORKLOAD: waits for the profile profile_bg started, if
+# any, and writes its `go tool pprof -top`.
+profile_done() {
+	[[ -n $PROF_PID ]] || return 0
+	wait "$PROF_PID" || true
+	go tool pprof -top "$HVE" "$OUT/$1-$2.pprof" >"$OUT/$1-$2.top.txt" 2>/dev/null || true
 }
 
 # --- W1..W4, then HALF ---------------------------------------------------
@@ -569,10 +585,7 @@ if [[ ${#PHASE1[@]} -gt 0 ]]; then
 				fi
 				# shellcheck disable=SC2046 # flags are meant to split
 				bench "$t" "$w" --conns "$CONNS" --duration "$DURATION" $(workload_flags "$w")
-				if [[ -n $PROF_PID ]]; then
-					wait "$PROF_PID" || true
-					go tool pprof -top "$HVE" "$OUT/$t-$w.pprof" >"$OUT/$t-$w.top.txt" 2>/dev/null || true
-				fi
+				profile_done "$t" "$w"
 				settle "$t"
 			done
 			is_node "$t" && stop_target "$t"
@@ -604,18 +617,14 @@ if selected HALF; then
 		# its database files and its caches; HALF_WARMUP at the same rate,
 		# not counted, lets every run measure a node in steady state.
 		# shellcheck disable=SC2046
-		"$HVE" bench --addr "${ADDR[$t]}" --auth "${AUTHS[$t]}" --from "${FROM[$t]}" --rcpt-list "${RCPTS[$t]}" \
-			--msgs "$MSGS" --conns "$CONNS" --duration "$HALF_WARMUP" --rate "$rate" $(workload_flags W1) >/dev/null 2>>"$OUT/bench-errors.log" || true
+		load "$t" --conns "$CONNS" --duration "$HALF_WARMUP" --rate "$rate" $(workload_flags W1) >/dev/null || true
 		settle "$t"
 		for run in $(seq "$RUNS"); do
 			PROF_PID=
 			[[ $PROFILE == 1 && $run == 2 ]] && profile_bg "$t" HALF
 			# shellcheck disable=SC2046
 			bench "$t" HALF --conns "$CONNS" --duration "$DURATION" --rate "$rate" $(workload_flags W1)
-			if [[ -n $PROF_PID ]]; then
-				wait "$PROF_PID" || true
-				go tool pprof -top "$HVE" "$OUT/$t-HALF.pprof" >"$OUT/$t-HALF.top.txt" 2>/dev/null || true
-			fi
+			profile_done "$t" HALF
 			settle "$t"
 		done
 		stop_target "$t"
@@ -634,9 +643,7 @@ if selected W5; then
 			pid=${PID[$t]}
 			sleep 1
 			base=$(rss_kb "$pid")
-			"$HVE" bench --addr "${ADDR[$t]}" --auth "${AUTHS[$t]}" --from "${FROM[$t]}" --rcpt-list "${RCPTS[$t]}" \
-				--msgs "$MSGS" --rcpts 1 --size 1024 --conns "$W5_CONNS" --idle-for "$W5_IDLE" --duration "$W5_DURATION" \
-				>"$WORK/w5.json" 2>>"$OUT/bench-errors.log" &
+			load "$t" --rcpts 1 --size 1024 --conns "$W5_CONNS" --idle-for "$W5_IDLE" --duration "$W5_DURATION" >"$WORK/w5.json" &
 			bpid=$!
 			t0=$(date +%s.%N)
 			port=${ADDR[$t]##*:}

@@ -47,8 +47,7 @@ type Spool struct {
 	maxBytes int64
 	// linger is how long a batch of fewer than lingerBelow messages waits
 	// for more before it is written (see gather).
-	linger      time.Duration
-	lingerBelow int
+	linger time.Duration
 
 	// mu orders Submit's hand-over before Close: once closed is set, no
 	// submission can enter reqs, so drain sees every one handed over.
@@ -74,6 +73,9 @@ type submission struct {
 // (docs/performance.md); under load batches are large and never wait.
 const DefaultLinger = 2 * time.Millisecond
 
+// lingerBelow is the size under which a batch lingers.
+const lingerBelow = 8
+
 // NewSpool starts a spool writing through w. h may be nil.
 func NewSpool(w Writer, h Handoff, log *slog.Logger) *Spool {
 	return newSpool(w, h, log, DefaultLinger)
@@ -81,16 +83,15 @@ func NewSpool(w Writer, h Handoff, log *slog.Logger) *Spool {
 
 func newSpool(w Writer, h Handoff, log *slog.Logger, linger time.Duration) *Spool {
 	s := &Spool{
-		w:           w,
-		handoff:     h,
-		reqs:        make(chan *submission, 1024),
-		maxBatch:    256,
-		maxBytes:    64 << 20,
-		linger:      linger,
-		lingerBelow: 8,
-		closing:     make(chan struct{}),
-		done:        make(chan struct{}),
-		log:         log,
+		w:        w,
+		handoff:  h,
+		reqs:     make(chan *submission, 1024),
+		maxBatch: 256,
+		maxBytes: 64 << 20,
+		linger:   linger,
+		closing:  make(chan struct{}),
+		done:     make(chan struct{}),
+		log:      log,
 	}
 	go s.run()
 	return s
@@ -149,28 +150,26 @@ func (s *Spool) gather(first *submission) []*submission {
 	size := first.msg.Size
 	var lingered <-chan time.Time
 	for len(batch) < s.maxBatch && size < s.maxBytes {
+		var sub *submission
 		select {
-		case sub := <-s.reqs:
-			batch = append(batch, sub)
-			size += sub.msg.Size
-			continue
+		case sub = <-s.reqs:
 		default:
+			if s.linger <= 0 || len(batch) >= lingerBelow {
+				return batch
+			}
+			if lingered == nil {
+				lingered = time.After(s.linger)
+			}
+			select {
+			case sub = <-s.reqs:
+			case <-lingered:
+				return batch
+			case <-s.closing:
+				return batch
+			}
 		}
-		if s.linger <= 0 || len(batch) >= s.lingerBelow {
-			return batch
-		}
-		if lingered == nil {
-			lingered = time.After(s.linger)
-		}
-		select {
-		case sub := <-s.reqs:
-			batch = append(batch, sub)
-			size += sub.msg.Size
-		case <-lingered:
-			return batch
-		case <-s.closing:
-			return batch
-		}
+		batch = append(batch, sub)
+		size += sub.msg.Size
 	}
 	return batch
 }

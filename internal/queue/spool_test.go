@@ -345,14 +345,14 @@ func TestSpoolLingersForSmallBatches(t *testing.T) {
 	if got := w.sizes(); len(got) != 0 {
 		t.Fatalf("batches %v written while the first message lingered", got)
 	}
-	for i := 1; i < s.lingerBelow; i++ {
+	for i := 1; i < lingerBelow; i++ {
 		results = append(results, submit(s, i))
 	}
 	for _, res := range results {
 		wait(res) // well before the minute: the batch is full
 	}
-	if got := w.sizes(); !slices.Equal(got, []int{s.lingerBelow}) {
-		t.Errorf("batch sizes %v, want one of %d", got, s.lingerBelow)
+	if got := w.sizes(); !slices.Equal(got, []int{lingerBelow}) {
+		t.Errorf("batch sizes %v, want one of %d", got, lingerBelow)
 	}
 
 	w = newFakeWriter()
